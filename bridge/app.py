@@ -1,0 +1,92 @@
+"""The composition root: ``create_app(settings)`` wires settings, database, services and views."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, Response, g, request
+from flask.json.provider import DefaultJSONProvider
+from sqlalchemy.exc import SQLAlchemyError
+
+from bridge import metrics
+from bridge.bootstrap import open_database
+from bridge.db.engine import Database
+from bridge.services.api_keys import ApiKeyVerifier
+from bridge.services.ingest import Inbox
+from bridge.services.queue import QueueStats, queue_stats
+from bridge.settings import Settings
+from bridge.web.api import api
+from bridge.web.context import Services
+from bridge.web.errors import register_error_handlers
+from bridge.web.ops import ops
+
+log = logging.getLogger("bridge.http")
+_QUIET_PATHS = frozenset({"/healthz", "/metrics"})
+
+
+class _JSONProvider(DefaultJSONProvider):
+    """ISO 8601 datetimes (Flask's default is the HTTP-date format), keys in the order written."""
+
+    sort_keys = False
+
+    @staticmethod
+    def default(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        return DefaultJSONProvider.default(value)
+
+
+class _BridgeFlask(Flask):
+    json_provider_class = _JSONProvider
+
+
+def create_app(settings: Settings, database: Database | None = None) -> Flask:
+    database = database or open_database(settings)
+
+    def read_queue_stats() -> QueueStats | None:
+        try:
+            with database.read() as session:
+                return queue_stats(session)
+        except SQLAlchemyError:
+            return None  # /healthz reports the database; metrics go on without the queue gauges
+
+    app = _BridgeFlask("bridge")
+    app.config["MAX_CONTENT_LENGTH"] = settings.server.max_request_bytes
+    app.extensions["bridge"] = Services(
+        settings=settings,
+        database=database,
+        inbox=Inbox(database),
+        api_keys=ApiKeyVerifier(database),
+        queue_collector=metrics.QueueCollector(read_queue_stats),
+    )
+    register_error_handlers(app)
+    app.register_blueprint(ops)
+    app.register_blueprint(api)
+    _observe_requests(app)
+    return app
+
+
+def _observe_requests(app: Flask) -> None:
+    @app.before_request
+    def _start_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _record(response: Response) -> Response:
+        seconds = time.perf_counter() - g.get("request_started", time.perf_counter())
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.REQUEST_SECONDS.labels(request.method, endpoint, str(response.status_code)).observe(seconds)
+        if request.path not in _QUIET_PATHS:
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "ms": round(seconds * 1000, 2),
+                },
+            )
+        return response

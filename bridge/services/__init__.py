@@ -1,0 +1,1 @@
+"""Services own the transactions: ingest, process, award, queue administration, leases, API keys."""

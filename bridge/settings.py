@@ -1,0 +1,209 @@
+"""The one typed settings table: a TOML file, overridden by ``BRIDGE_*`` environment variables.
+
+Nested keys use a double underscore in the environment (``BRIDGE_WORKER__BATCH_SIZE=50``); lists and
+tables are given as JSON (``BRIDGE_BADGE_LEVEL_THRESHOLD='[50, 100, 200]'``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bridge.domain.events import LMS_KINDS
+
+CONFIG_ENV_VAR = "BRIDGE_CONFIG"
+_SECRET_WORDS = ("token", "secret", "password", "key")
+
+
+class SettingsError(Exception):
+    """Settings that cannot start the service; ``lines`` holds one line per bad key."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def _cron(value: str) -> str:
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError as error:
+        raise ValueError(f"expected a five-field cron expression such as '0 2 * * *' ({error})") from None
+    return value
+
+
+CronExpression = Annotated[str, Field(min_length=9)]
+PlatformId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlatformSettings(_Section):
+    """One LMS instance (or another event source) whose events the bridge accepts."""
+
+    id: PlatformId
+    kind: Literal["moodle", "canvas", "custom"]
+    name: str = ""
+    base_url: AnyHttpUrl | None = None
+    token: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    sync_schedule: CronExpression | None = None
+
+    @field_validator("sync_schedule")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        return value if value is None else _cron(value)
+
+
+class ServerSettings(_Section):
+    bind: str = "127.0.0.1:8000"
+    workers: PositiveInt = 1
+    threads: PositiveInt = 8
+    embedded_worker: bool = True
+    max_request_bytes: PositiveInt = 1024 * 1024
+
+
+class WorkerSettings(_Section):
+    batch_size: PositiveInt = 100
+    idle_sleep_seconds: PositiveFloat = 0.5
+    max_attempts: PositiveInt = 8
+    backoff_base_seconds: PositiveFloat = 2.0
+    backoff_max_seconds: PositiveFloat = 3600.0
+    rules_refresh_seconds: PositiveFloat = 5.0
+
+
+class HealthSettings(_Section):
+    max_worker_lag_seconds: PositiveFloat = 300.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BRIDGE_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    public_base_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8000")
+    badge_templates_dir: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    enable_achievements: bool = True
+    badge_level_threshold: list[PositiveInt] = [100, 250, 500]
+    track_event_types: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = [
+        "login",
+        "purchase",
+        *LMS_KINDS,
+    ]
+    notification_type: Literal["in-app", "email", "webhook"] = "in-app"
+    points_per_badge: NonNegativeInt = 0
+    api_access: Literal["disabled", "read", "write"] = "disabled"
+    sync_schedule: CronExpression = "0 2 * * *"
+
+    platforms: list[PlatformSettings] = []
+    server: ServerSettings = ServerSettings()
+    worker: WorkerSettings = WorkerSettings()
+    health: HealthSettings = HealthSettings()
+
+    @field_validator("sync_schedule")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        return _cron(value)
+
+    @field_validator("badge_level_threshold")
+    @classmethod
+    def _increasing(cls, thresholds: list[int]) -> list[int]:
+        if not thresholds or any(b <= a for a, b in itertools.pairwise(thresholds)):
+            raise ValueError("expected a non-empty list of strictly increasing point thresholds")
+        return thresholds
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^(sqlite|postgresql\+psycopg)://", url):
+            raise ValueError("expected a sqlite:/// or postgresql+psycopg:// URL")
+        return url
+
+    @model_validator(mode="after")
+    def _unique_platforms(self) -> Settings:
+        ids = [p.id for p in self.platforms]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"platform ids must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'bridge.sqlite3'}"
+
+    @property
+    def is_embedded_database(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    def platform(self, platform_id: str) -> PlatformSettings | None:
+        return next((p for p in self.platforms if p.id == platform_id), None)
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``config_file`` (or ``$BRIDGE_CONFIG``), the environment and ``overrides``.
+
+    Raises :class:`SettingsError` with one line per bad key.
+    """
+    path = config_file or os.environ.get(CONFIG_ENV_VAR)
+    if path is not None and not Path(path).is_file():
+        raise SettingsError([f"config: file {str(path)!r} not found (from --config or ${CONFIG_ENV_VAR})"])
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=path)
+
+    try:
+        return _FromFile(**overrides)
+    except ValidationError as error:
+        raise SettingsError([_describe(e) for e in error.errors()]) from None
+    except ValueError as error:  # a TOML syntax error surfaces here
+        raise SettingsError([f"config: {path}: {error}"]) from None
+
+
+def _describe(error: Any) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "settings"
+    if error["type"] == "extra_forbidden":
+        return f"config: {key}: unknown key (check the spelling against config.example.toml)"
+    value = error.get("input")
+    shown = "'***'" if any(w in key.lower() for w in _SECRET_WORDS) else repr(value)
+    message = error["msg"].removeprefix("Value error, ")
+    return f"config: {key} = {shown}: {message}"

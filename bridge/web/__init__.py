@@ -1,0 +1,1 @@
+"""Flask blueprints: thin views that parse, call a service and render."""

@@ -1,0 +1,26 @@
+"""What the composition root hands to the views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from bridge.db.engine import Database
+from bridge.metrics import QueueCollector
+from bridge.services.api_keys import ApiKeyVerifier
+from bridge.services.ingest import Inbox
+from bridge.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    database: Database
+    inbox: Inbox
+    api_keys: ApiKeyVerifier
+    queue_collector: QueueCollector
+
+
+def services() -> Services:
+    return current_app.extensions["bridge"]

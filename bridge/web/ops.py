@@ -1,0 +1,57 @@
+"""Operations: health for load balancers, metrics for Prometheus."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, jsonify
+from sqlalchemy.exc import SQLAlchemyError
+
+from bridge import __version__, metrics
+from bridge.services.queue import queue_stats
+from bridge.web.context import services
+
+ops = Blueprint("ops", __name__)
+log = logging.getLogger(__name__)
+
+
+@ops.get("/")
+def index() -> Response:
+    return jsonify(
+        service="lms-badge-bridge",
+        version=__version__,
+        links={
+            "health": "/healthz",
+            "metrics": "/metrics",
+            "events": "/api/v1/events",
+            "awards": "/api/v1/awards",
+        },
+    )
+
+
+@ops.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    limit = services().settings.health.max_worker_lag_seconds
+    try:
+        with services().database.read() as session:
+            stats = queue_stats(session)
+    except SQLAlchemyError as error:
+        log.warning("health.database_unreachable", extra={"error": type(error).__name__})
+        return jsonify(status="unhealthy", database="unreachable"), 503
+    healthy = stats.lag_seconds <= limit
+    body = {
+        "status": "ok" if healthy else "unhealthy",
+        "database": "ok",
+        "queue": {
+            "pending": stats.pending,
+            "failed": stats.failed,
+            "lag_seconds": round(stats.lag_seconds, 3),
+            "max_lag_seconds": limit,
+        },
+    }
+    return jsonify(body), 200 if healthy else 503
+
+
+@ops.get("/metrics")
+def prometheus_metrics() -> Response:
+    return Response(metrics.exposition(services().queue_collector), mimetype=metrics.CONTENT_TYPE)

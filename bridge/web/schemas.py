@@ -1,0 +1,33 @@
+"""Request models of the REST API; their errors name the field."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+
+Text = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class EventIn(BaseModel):
+    """One learning event as posted to ``POST /api/v1/events`` (the module's ``trackEvent``)."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, str_strip_whitespace=True)
+
+    platform: Annotated[str, Field(min_length=1, max_length=64)]
+    event_key: Text = Field(description="Unique per platform; posting the same key again stores nothing")
+    kind: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    learner: Text = Field(description="The learner's user id on the platform")
+    course: Text | None = None
+    item: Text | None = None
+    score: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] | None = Field(
+        default=None, description="A fraction between 0 and 1; raw points belong in data"
+    )
+    occurred_at: AwareDatetime | None = Field(default=None, description="Defaults to the time received")
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: Annotated[list[EventIn], Field(min_length=1, max_length=1000)]
