@@ -92,7 +92,7 @@ def _to_domain(events: list[EventIn], is_batch: bool) -> list[LearningEvent]:
                 occurred_at=event.occurred_at or now,
                 course=event.course,
                 item=event.item,
-                score=None if event.score is None else float(event.score),
+                score=event.score,
                 data=event.data,
             )
         )

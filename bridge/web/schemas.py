@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat
 
 Text = Annotated[str, Field(min_length=1, max_length=255)]
 
@@ -20,7 +20,7 @@ class EventIn(BaseModel):
     learner: Text = Field(description="The learner's user id on the platform")
     course: Text | None = None
     item: Text | None = None
-    score: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] | None = Field(
+    score: Annotated[StrictFloat, Field(ge=0, le=1)] | None = Field(
         default=None, description="A fraction between 0 and 1; raw points belong in data"
     )
     occurred_at: AwareDatetime | None = Field(default=None, description="Defaults to the time received")

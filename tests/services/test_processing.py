@@ -1,0 +1,109 @@
+"""From stored events to progress, awards and points."""
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from bridge.bootstrap import open_database
+from bridge.db.engine import Database
+from bridge.db.models import Badge, Learner
+from bridge.services.awarding import award_sweep
+from bridge.services.badges import load_template_files, sync_templates
+from bridge.settings import Settings
+from bridge.worker import Worker
+from tests.conftest import make_settings
+from tests.helpers import awards_of, count_badge_template, learning_event, progress_values, store
+
+
+def drain(worker: Worker) -> None:
+    worker.run(threading.Event(), drain=True)
+
+
+def test_progress_counts_up_and_the_badge_is_awarded_at_the_target(database_url: str, tmp_path: Path) -> None:
+    count_badge_template(tmp_path / "t", "five-logins", "login", 5)
+    settings = make_settings(database_url, tmp_path, badge_templates_dir=tmp_path / "t")
+    database = open_database(settings)
+    store(database, *(learning_event(f"l{i}") for i in range(4)))
+    drain(Worker(database, settings))
+    assert progress_values(database, "five-logins") == {"42": 4.0}
+    assert awards_of(database) == []
+    store(database, learning_event("l4"), learning_event("l5"))
+    drain(Worker(database, settings))
+    assert progress_values(database, "five-logins") == {"42": 5.0}  # capped at the target
+    assert awards_of(database) == [("42", "five-logins")]
+
+
+def test_learners_are_per_platform(database: Database, settings: Settings) -> None:
+    store(database, learning_event("a", platform="demo"), learning_event("a", platform="moodle1"))
+    drain(Worker(database, settings))
+    with database.read() as session:
+        assert sorted(tuple(r) for r in session.execute(select(Learner.platform, Learner.lms_user_id))) == [
+            ("demo", "42"),
+            ("moodle1", "42"),
+        ]
+    assert len(awards_of(database)) == 2
+
+
+def test_points_accumulate_from_the_badge_and_points_per_badge(database_url: str, tmp_path: Path) -> None:
+    count_badge_template(tmp_path / "t", "first", "login", 1, points=5)
+    count_badge_template(tmp_path / "t", "shopper", "purchase", 1, points=20)
+    settings = make_settings(database_url, tmp_path, badge_templates_dir=tmp_path / "t", points_per_badge=10)
+    database = open_database(settings)
+    store(database, learning_event("l1"), learning_event("l2"), learning_event("p1", kind="purchase"))
+    drain(Worker(database, settings))
+    with database.read() as session:
+        assert session.scalar(select(Learner.points)) == (5 + 10) + (20 + 10)
+
+
+def test_with_achievements_off_progress_is_kept_and_the_sweep_awards_later(
+    database_url: str, tmp_path: Path
+) -> None:
+    off = make_settings(database_url, tmp_path, enable_achievements=False, points_per_badge=1)
+    database = open_database(off)
+    store(database, learning_event("l1"))
+    drain(Worker(database, off))
+    assert awards_of(database) == []
+    assert progress_values(database, "welcome") == {"42": 1.0}
+    assert award_sweep(database, points_per_badge=1) == 1
+    assert award_sweep(database, points_per_badge=1) == 0
+    assert awards_of(database) == [("42", "welcome")]
+    with database.read() as session:
+        assert session.scalar(select(Learner.points)) == 5 + 1  # the welcome template's points
+
+
+def test_a_disabled_badge_is_not_evaluated(database: Database, settings: Settings) -> None:
+    with database.write() as session:
+        session.execute(update(Badge).where(Badge.id == "welcome").values(enabled=False))
+    store(database, learning_event("l1"))
+    drain(Worker(database, settings))
+    assert awards_of(database) == []
+
+
+def test_changed_criteria_get_a_new_version_and_progress_is_replayed(
+    database_url: str, tmp_path: Path
+) -> None:
+    count_badge_template(tmp_path / "t", "logins", "login", 5)
+    settings = make_settings(database_url, tmp_path, badge_templates_dir=tmp_path / "t")
+    database = open_database(settings)
+    store(database, *(learning_event(f"l{i}") for i in range(3)))
+    drain(Worker(database, settings))
+
+    count_badge_template(tmp_path / "t", "logins", "login", 4)
+    sync_templates(database, load_template_files(tmp_path / "t", settings.track_event_types).templates)
+    with database.read() as session:
+        assert session.get(Badge, "logins").criteria_version == 2  # type: ignore[union-attr]
+    store(database, learning_event("l3"))
+    drain(Worker(database, settings))  # a fresh worker loads the new rule book
+    assert progress_values(database, "logins") == {"42": 4.0}
+    assert awards_of(database) == [("42", "logins")]
+
+
+def test_a_template_sync_without_changes_keeps_the_version(database: Database, settings: Settings) -> None:
+    from bridge.services.badges import shipped_templates_dir
+
+    sync_templates(
+        database, load_template_files(shipped_templates_dir(), settings.track_event_types).templates
+    )
+    with database.read() as session:
+        assert {b.criteria_version for b in session.scalars(select(Badge))} == {1}
