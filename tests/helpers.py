@@ -35,7 +35,8 @@ def count_badge_template(directory: Path, badge_id: str, kind: str, target: int,
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{badge_id}.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
     (directory / f"{badge_id}.toml").write_text(
-        f'id = "{badge_id}"\nname = "{badge_id.title()}"\ndescription = "Test badge"\nimage = "{badge_id}.svg"\n'
+        f'id = "{badge_id}"\nname = "{badge_id.title()}"\ndescription = "Test badge"\n'
+        f'image = "{badge_id}.svg"\n'
         f"points = {points}\n[[criteria.groups]]\n[[criteria.groups.requirements]]\n"
         f'kinds = ["{kind}"]\naggregate = "count"\ntarget = {target}\n'
     )

@@ -127,7 +127,7 @@ def test_platform_ids_must_be_unique(tmp_path: Path) -> None:
 def test_a_missing_file_and_bad_toml_are_reported(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="not found"):
         load_settings(tmp_path / "nope.toml")
-    with pytest.raises(SettingsError, match="config.toml"):
+    with pytest.raises(SettingsError, match=r"config\.toml"):
         load_settings(write(tmp_path, "points_per_badge = = 1\n"))
 
 
