@@ -69,6 +69,7 @@ class Worker:
                 outcomes[outcome] += 1
         # Counted only once committed: a rolled-back batch made no awards.
         if batch:
+            log.debug("batch.processed", extra={"worker": self.name, "claimed": len(batch), **outcomes})
             metrics.record_batch(outcomes, [a.badge_id for a in awards], time.perf_counter() - started)
             for award in awards:
                 log.info(
