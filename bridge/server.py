@@ -35,6 +35,7 @@ class BridgeServer(BaseApplication):  # type: ignore[misc]
         self.cfg.set("timeout", 60)
         self.cfg.set("graceful_timeout", 20)
         self.cfg.set("accesslog", None)  # the app logs each request as JSON itself
+        self.cfg.set("logconfig_dict", gunicorn_logging(self.settings.log_level))
         # One control socket per data directory, so two instances on one machine do not collide.
         self.cfg.set("control_socket", str(self.settings.data_dir.resolve() / "gunicorn.ctl"))
         self.cfg.set("child_exit", _child_exit)
@@ -46,6 +47,19 @@ class BridgeServer(BaseApplication):  # type: ignore[misc]
         from bridge.app import create_app
 
         return create_app(self.settings)
+
+
+def gunicorn_logging(level: str) -> dict[str, Any]:
+    """gunicorn's own messages as JSON lines too, like everything else the service logs."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "bridge.logs.JsonFormatter"}},
+        "handlers": {"stderr": handler},
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False}},
+    }
 
 
 def _start_background(worker: Any) -> None:

@@ -1,5 +1,6 @@
 """The service as users run it: gunicorn on 127.0.0.1, events over HTTP, awards by the embedded worker."""
 
+import json
 from pathlib import Path
 
 import requests
@@ -49,4 +50,6 @@ def test_events_posted_over_http_become_awards(database: Database, database_url:
         assert 'bridge_awards_total{badge="welcome"} 1.0' in text
     log = (tmp_path / "serve.log").read_text()
     assert key not in log
-    assert '"event": "award.made"' in log
+    entries = [json.loads(line) for line in log.splitlines()]  # every line is one JSON object
+    assert {"award.made", "request", "worker.started"} <= {e["event"] for e in entries}
+    assert any(e["logger"] == "gunicorn.error" for e in entries)
