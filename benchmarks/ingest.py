@@ -8,8 +8,9 @@ embedded worker, so only ingest is measured.
     .venv/bin/python benchmarks/ingest.py
     .venv/bin/python benchmarks/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-Exit status: 0 when the run was clean (whether or not the ratio reaches the aim), 1 when responses or
-stored events were wrong, 2 when something needed is missing.
+Exit status: 0 when the run was clean, whether or not the ratio reaches the aim (this is a benchmark, not
+a test); 1 when responses or stored events were wrong; 2 when it could not run (wrk missing, a server
+that did not start).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ _WRK_SCRIPT = """\
 local threads = {}
 local next_id = 0
 
+-- Globals on purpose: setup() runs in wrk's main Lua state and hands each thread its id with
+-- thread:set(); done() reads each thread's counters back with thread:get().
 function setup(thread)
   next_id = next_id + 1
   thread:set("thread_id", next_id)
@@ -369,7 +372,13 @@ def start_bare(workdir: Path, args: argparse.Namespace, stack: ExitStack) -> Tar
 
 
 def report(
-    bare: Target, real: Target, stored: int, args: argparse.Namespace, database: str, workdir: Path
+    bare: Target,
+    real: Target,
+    stored: int,
+    args: argparse.Namespace,
+    database: str,
+    load_before: float,
+    workdir: Path,
 ) -> bool:
     print()
     print("LMS Badge Bridge ingest benchmark: POST /api/v1/events, one new event per request")
@@ -380,6 +389,9 @@ def report(
     )
     print(f"  real app database: {database}")
     print("  real app embedded worker: DISABLED (--no-embedded-worker), so this measures ingest only")
+    print("  real app request log: one JSON line per request (log_level INFO, as deployed) into a file")
+    # Other work on a shared machine skews both targets; the load before the start shows how much.
+    print(f"  machine: {os.cpu_count()} CPUs, 1-minute load average {load_before:.2f} before the start")
     print()
     header = f"  {'target':<7}{'median req/s':>13}   {'rounds req/s':<28}{'p50 ms':>8}{'p99 ms':>8}"
     print(header)
@@ -427,6 +439,7 @@ def report(
 def benchmark(args: argparse.Namespace, workdir: Path) -> bool:
     script = workdir / "events.lua"
     script.write_text(_WRK_SCRIPT, encoding="utf-8")
+    load_before = os.getloadavg()[0]
     with ExitStack() as database:
         database_url: str | None = None
         if args.database_url:
@@ -449,7 +462,8 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> bool:
         # and before a PostgreSQL database is dropped.
         stored = count_events(effective_url)
         where = "PostgreSQL (fresh database)" if database_url else "SQLite (embedded default)"
-        return report(bare, real, stored, args, f"{where}, {_hide_password(effective_url)}", workdir)
+        database_text = f"{where}, {_hide_password(effective_url)}"
+        return report(bare, real, stored, args, database_text, load_before, workdir)
 
 
 def _hide_password(url: str) -> str:
@@ -458,17 +472,26 @@ def _hide_password(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", help="run the real app on this PostgreSQL (a fresh database)")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--wrk-threads", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--warmup", type=int, default=2, help="seconds per target")
-    parser.add_argument("--duration", type=int, default=5, help="seconds per round and target")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=_positive, default=2, help="gunicorn workers, both targets")
+    parser.add_argument("--threads", type=_positive, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--wrk-threads", type=_positive, default=2)
+    parser.add_argument("--connections", type=_positive, default=16)
+    parser.add_argument("--warmup", type=_positive, default=2, help="seconds per target")
+    parser.add_argument("--duration", type=_positive, default=5, help="seconds per round and target")
+    parser.add_argument("--rounds", type=_positive, default=3)
     args = parser.parse_args()
+    if args.database_url and not args.database_url.startswith("postgresql"):
+        parser.error("--database-url: expected a postgresql+psycopg:// URL (SQLite is the default)")
 
     if shutil.which("wrk") is None:
         print("wrk not found: install it: apt-get install -y wrk", file=sys.stderr)
