@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -20,12 +21,18 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
+        # The fields given with extra=...: whatever the record has beyond a plain LogRecord's.
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = "[redacted]" if any(w in key.lower() for w in _SECRET_WORDS) else value
+                entry[key] = "[redacted]" if _is_secret(key) else value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+@functools.cache
+def _is_secret(key: str) -> bool:
+    return any(word in key.lower() for word in _SECRET_WORDS)
 
 
 def configure_logging(level: str = "INFO") -> None:

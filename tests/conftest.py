@@ -68,6 +68,8 @@ def database_url(_migrated_database: str, tmp_path: Path) -> str:
         return f"sqlite:///{target}"
     engine = create_engine(_migrated_database)
     with engine.begin() as connection:
+        # A transaction leaked by the previous test would block TRUNCATE: fail, naming it, not hang.
+        connection.execute(text("SET LOCAL lock_timeout = '10s'"))
         connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
     engine.dispose()
     return _migrated_database

@@ -1,0 +1,122 @@
+"""The inbox: each (platform, event_key) stored once, values stored as the models read them back."""
+
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from bridge.db.engine import Database
+from bridge.db.models import Event
+from bridge.domain.events import LearningEvent
+from bridge.services.ingest import Inbox
+from tests.helpers import learning_event
+
+
+def count(database: Database) -> int:
+    with database.read() as session:
+        return session.scalar(select(func.count()).select_from(Event)) or 0
+
+
+def test_every_field_reads_back_through_the_models(database: Database) -> None:
+    occurred = datetime(2026, 11, 1, 10, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    event = LearningEvent(
+        platform="demo",
+        event_key="k",
+        kind="assignment_graded",
+        learner="42",
+        occurred_at=occurred,
+        course="DL101",
+        item="essay-2",
+        score=0.875,
+        data={"points": 35, "possible": 40, "nested": {"ok": True}},
+    )
+    [stored] = Inbox(database).store([event])
+    with database.read() as session:
+        row = session.get(Event, stored.id)
+        assert row is not None
+        assert (row.platform, row.event_key, row.kind, row.learner, row.course, row.item, row.score) == (
+            "demo",
+            "k",
+            "assignment_graded",
+            "42",
+            "DL101",
+            "essay-2",
+            0.875,
+        )
+        assert row.occurred_at == occurred and row.occurred_at.tzinfo == UTC
+        assert row.data == {"points": 35, "possible": 40, "nested": {"ok": True}}
+        assert (row.status, row.attempts, row.processed_at) == ("pending", 0, None)
+        assert row.next_attempt_at == row.received_at
+
+
+def test_a_duplicate_answers_the_first_id(database: Database) -> None:
+    inbox = Inbox(database)
+    [first] = inbox.store([learning_event("a")])
+    [again] = inbox.store([learning_event("a", learner="someone-else")])
+    assert (first.created, again.created, again.id) == (True, False, first.id)
+    assert count(database) == 1
+
+
+def test_concurrent_callers_each_get_their_own_answers(database: Database) -> None:
+    inbox = Inbox(database)
+    answers: dict[tuple[int, int], tuple[int, bool]] = {}
+    start = threading.Barrier(8)
+
+    def post(thread: int) -> None:
+        start.wait()
+        for n in range(40):
+            # Keys overlap across threads: each key is posted by two threads.
+            [stored] = inbox.store([learning_event(f"key-{(thread // 2) * 40 + n}")])
+            answers[thread, n] = (stored.id, stored.created)
+
+    threads = [threading.Thread(target=post, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert count(database) == 160
+    for pair in range(4):
+        for n in range(40):
+            first, second = answers[pair * 2, n], answers[pair * 2 + 1, n]
+            assert first[0] == second[0]  # the same key, the same id
+            assert {first[1], second[1]} == {True, False}  # created once, a duplicate once
+    assert Counter(created for _, created in answers.values()) == {True: 160, False: 160}
+
+
+def test_a_failing_request_fails_only_its_caller(database: Database) -> None:
+    inbox = Inbox(database)
+    unstorable = LearningEvent("demo", "bad", "login", "1", datetime.now(UTC), data={"x": object()})
+    outcomes: dict[str, object] = {}
+    start = threading.Barrier(6)
+
+    def post(name: str, event: LearningEvent) -> None:
+        start.wait()
+        try:
+            outcomes[name] = inbox.store([event])[0].created
+        except TypeError as error:
+            outcomes[name] = error
+
+    threads = [
+        threading.Thread(target=post, args=(f"good-{n}", learning_event(f"good-{n}"))) for n in range(5)
+    ]
+    threads.append(threading.Thread(target=post, args=("bad", unstorable)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert isinstance(outcomes.pop("bad"), TypeError)
+    assert outcomes == {f"good-{n}": True for n in range(5)}
+    assert count(database) == 5
+    [later] = inbox.store([learning_event("after")])  # the inbox goes on working
+    assert later.created
+
+
+def test_a_batch_is_all_or_nothing(database: Database) -> None:
+    unstorable = LearningEvent("demo", "bad", "login", "1", datetime.now(UTC), data={"x": object()})
+    with pytest.raises(TypeError):
+        Inbox(database).store([learning_event("a"), unstorable])
+    assert count(database) == 0
