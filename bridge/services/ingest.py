@@ -77,7 +77,13 @@ class Inbox:
             if request.results is None and request.error is None:  # nobody has written it yet
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
-                self._write(batch)
+                try:
+                    self._write(batch)
+                except BaseException as error:  # an interrupt: no caller in the batch may wait unanswered
+                    for waiting in batch:
+                        if waiting.results is None and waiting.error is None:
+                            waiting.error = error
+                    raise
         if request.error is not None:
             raise request.error
         assert request.results is not None
@@ -86,7 +92,7 @@ class Inbox:
     def _write(self, batch: list[_Request]) -> None:
         try:
             results = self._transaction([request.events for request in batch])
-        except BaseException as error:
+        except Exception as error:
             if len(batch) == 1:
                 batch[0].error = error
                 return

@@ -12,7 +12,7 @@ from bridge.bootstrap import open_database
 from bridge.db.engine import Database
 from bridge.db.models import Event
 from bridge.services.ingest import Inbox
-from tests.conftest import make_settings, process_env, write_config
+from tests.conftest import make_settings, on_postgres, process_env, write_config
 from tests.e2e.processes import BADGE_BRIDGE, kill_hard, running, wait_until
 from tests.helpers import awards_of, count_badge_template, learning_event, progress_values, statuses
 
@@ -133,4 +133,7 @@ def test_two_workers_process_ten_thousand_events_exactly_once(database_url: str,
                 entry = json.loads(line)
                 claimed[log.name] += entry["claimed"]
     assert sum(claimed.values()) == 10_000
-    assert all(claimed[log.name] > 0 for log in logs), claimed  # both took part
+    if on_postgres():
+        # SKIP LOCKED lets both claim side by side. SQLite has one writer at a time, and one worker
+        # may hold it batch after batch: correct, but not a promise that both take part.
+        assert all(claimed[log.name] > 0 for log in logs), claimed
