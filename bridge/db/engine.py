@@ -47,7 +47,7 @@ class Database:
 
     @contextmanager
     def write_connection(self) -> Iterator[Connection]:
-        """A Core connection in a write transaction, for the hot paths that need no ORM."""
+        """A Core connection in a write transaction (migrations run in one)."""
         with self._write_engine.begin() as connection:
             yield connection
 
