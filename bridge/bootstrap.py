@@ -17,7 +17,7 @@ def open_database(settings: Settings) -> Database:
     database = Database(settings.effective_database_url)
     ensure_schema(database, auto_upgrade=settings.is_embedded_database)
     directory = settings.badge_templates_dir or shipped_templates_dir()
-    loaded = load_template_files(directory, settings.track_event_types)
+    loaded = load_template_files(directory, settings.track_event_types, settings.badge_level_threshold)
     for error in loaded.errors:
         log.error(
             "badge_template.rejected", extra={"file": error.source, "key": error.key, "reason": error.reason}

@@ -28,9 +28,7 @@ class Scheduler:
         self._database = database
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
-        self.add_job(
-            "award-sweep", AWARD_SWEEP_CRON, lambda: award_sweep(database, settings.points_per_badge)
-        )
+        self.add_job("award-sweep", AWARD_SWEEP_CRON, lambda: award_sweep(database, settings))
 
     def add_job(self, name: str, cron: str, job: Callable[[], object], lease_seconds: float = 3600) -> None:
         self._scheduler.add_job(

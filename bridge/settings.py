@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
@@ -101,6 +102,11 @@ class HealthSettings(_Section):
     max_worker_lag_seconds: PositiveFloat = 300.0
 
 
+class LeaderboardSettings(_Section):
+    anonymise: bool = False
+    size: PositiveInt = 10
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BRIDGE_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -111,6 +117,7 @@ class Settings(BaseSettings):
     public_base_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8000")
     badge_templates_dir: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    timezone: str = "UTC"
 
     enable_achievements: bool = True
     badge_level_threshold: list[PositiveInt] = [100, 250, 500]
@@ -128,11 +135,25 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     worker: WorkerSettings = WorkerSettings()
     health: HealthSettings = HealthSettings()
+    leaderboard: LeaderboardSettings = LeaderboardSettings()
 
     @field_validator("sync_schedule")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
         return _cron(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone name such as 'UTC' or 'Europe/Berlin'") from None
+        return name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @field_validator("badge_level_threshold")
     @classmethod

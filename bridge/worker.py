@@ -14,10 +14,11 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -26,12 +27,13 @@ from bridge.clock import utcnow
 from bridge.db.engine import Database
 from bridge.db.models import Event
 from bridge.services.badges import RuleBookCache
-from bridge.services.processing import AwardMade, EventProcessor
+from bridge.services.processing import EVENT_COLUMNS, AwardMade, BatchResult, EventProcessor
 from bridge.settings import Settings, WorkerSettings
 
 log = logging.getLogger(__name__)
+EVENTS = Event.__table__
 
-Pipeline = Callable[[Session, Event], list[AwardMade]]
+Pipeline = Callable[[Session, Sequence[Any]], BatchResult]
 
 
 def retry_delay(attempts: int, settings: WorkerSettings) -> float:
@@ -47,35 +49,38 @@ class Worker:
     def __init__(self, database: Database, settings: Settings, pipeline: Pipeline | None = None) -> None:
         self._database = database
         self._settings = settings.worker
-        self._pipeline = pipeline or EventProcessor(
-            database,
-            settings,
-            RuleBookCache(settings.track_event_types, settings.worker.rules_refresh_seconds),
+        self._pipeline = (
+            pipeline
+            or EventProcessor(
+                database,
+                settings,
+                RuleBookCache(settings.track_event_types, settings.worker.rules_refresh_seconds),
+            ).process
         )
         self.name = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
     def run_once(self) -> int:
         """Claim and process one batch; returns how many events it claimed."""
         started = time.perf_counter()
-        outcomes: dict[str, int] = {"done": 0, "retry": 0, "failed": 0}
-        awards: list[AwardMade] = []
-        with self._database.write() as session:
-            batch = self._claim(session)
-            # (platform, learner) order: the per-learner locks are taken in one global order, so two
-            # workers on PostgreSQL cannot deadlock on them.
-            batch.sort(key=lambda e: (e.platform, e.learner, e.id))
-            for event in batch:
-                outcome = self._process(session, event, awards)
-                outcomes[outcome] += 1
+        try:
+            claimed, outcomes, awards = self._run_batch(isolated=False)
+        except DBAPIError as error:
+            if isinstance(error, OperationalError) or error.connection_invalidated:
+                raise  # the database, not the events: retry the whole batch, charging no attempt
+            # One of the events makes a statement fail (too long a value, say). Find it: run the batch
+            # again one event at a time, each in its own savepoint.
+            log.warning("batch.isolating", extra={"worker": self.name, "error": str(error)[:500]})
+            claimed, outcomes, awards = self._run_batch(isolated=True)
         # Counted only once committed: a rolled-back batch made no awards.
-        if batch:
-            log.debug("batch.processed", extra={"worker": self.name, "claimed": len(batch), **outcomes})
+        if claimed:
+            log.debug("batch.processed", extra={"worker": self.name, "claimed": claimed, **outcomes})
             metrics.record_batch(outcomes, [a.badge_id for a in awards], time.perf_counter() - started)
             for award in awards:
                 log.info(
                     "award.made",
                     extra={
                         "badge": award.badge_id,
+                        "tier": award.tier,
                         "platform": award.platform,
                         "learner": award.learner,
                         "award_id": award.award_id,
@@ -83,47 +88,98 @@ class Worker:
                 )
             if outcomes["failed"]:
                 log.warning("events.parked", extra={"count": outcomes["failed"]})
-        return len(batch)
+        return claimed
 
-    def _claim(self, session: Session) -> list[Event]:
+    def _run_batch(self, *, isolated: bool) -> tuple[int, dict[str, int], list[AwardMade]]:
+        outcomes = {"done": 0, "retry": 0, "failed": 0}
+        awards: list[AwardMade] = []
+        with self._database.write() as session:
+            batch = self._claim(session)
+            # (platform, learner, time) order: each learner's events are evaluated in the order they
+            # happened, and the per-learner locks are taken in one global order.
+            batch.sort(key=lambda e: (e.platform, e.learner, e.occurred_at, e.id))
+            failures: dict[int, Exception] = {}
+            if not isolated:
+                result = self._pipeline(session, batch)
+                failures, awards = result.failures, result.awards
+            else:
+                for event in batch:
+                    try:
+                        with session.begin_nested():
+                            result = self._pipeline(session, [event])
+                    except (OperationalError, DBAPIError) as error:
+                        if isinstance(error, OperationalError) or error.connection_invalidated:
+                            raise
+                        failures[event.id] = error
+                        continue
+                    failures.update(result.failures)
+                    awards.extend(result.awards)
+            done, retry = [], []
+            now = utcnow()
+            for event in batch:
+                error = failures.get(event.id)
+                if error is None:
+                    done.append({"event": event.id, "n": event.attempts + 1, "at": now})
+                    continue
+                outcome, values = self._failure(event, error, now)
+                outcomes[outcome] += 1
+                retry.append(values)
+            outcomes["done"] = len(done)
+            if done:
+                session.connection().execute(
+                    update(EVENTS)
+                    .where(EVENTS.c.id == bindparam("event"))
+                    .values(
+                        status="done",
+                        processed_at=bindparam("at"),
+                        attempts=bindparam("n"),
+                        last_error=None,
+                    ),
+                    done,
+                )
+            if retry:
+                session.connection().execute(
+                    update(EVENTS)
+                    .where(EVENTS.c.id == bindparam("event"))
+                    .values(
+                        status=bindparam("new_status"),
+                        attempts=bindparam("n"),
+                        last_error=bindparam("error"),
+                        next_attempt_at=bindparam("due"),
+                    ),
+                    retry,
+                )
+        return len(batch), outcomes, awards
+
+    def _claim(self, session: Session) -> list[Any]:
         query = (
-            select(Event)
+            select(*EVENT_COLUMNS, Event.attempts, Event.next_attempt_at)
             .where(Event.status == "pending", Event.next_attempt_at <= utcnow())
             .order_by(Event.id)
             .limit(self._settings.batch_size)
         )
         if not self._database.is_sqlite:
             query = query.with_for_update(skip_locked=True)
-        return list(session.scalars(query))
+        return list(session.execute(query))
 
-    def _process(self, session: Session, event: Event, awards: list[AwardMade]) -> str:
-        try:
-            with session.begin_nested():
-                made = self._pipeline(session, event)
-                event.status, event.processed_at = "done", utcnow()
-                event.attempts += 1
-                event.last_error = None
-        except (OperationalError, DBAPIError) as error:
-            if isinstance(error, OperationalError) or error.connection_invalidated:
-                raise  # the database, not the event: retry the whole batch, charging no attempt
-            return self._note_failure(event, error)
-        except Exception as error:
-            return self._note_failure(event, error)
-        awards.extend(made)
-        return "done"
-
-    def _note_failure(self, event: Event, error: Exception) -> str:
-        event.attempts += 1
-        event.last_error = f"{type(error).__name__}: {error}"[:2000]
-        log.warning(
-            "event.failed",
-            extra={"event_id": event.id, "attempts": event.attempts, "error": event.last_error},
+    def _failure(self, event: Any, error: Exception, now: datetime) -> tuple[str, dict[str, Any]]:
+        attempts = event.attempts + 1
+        message = f"{type(error).__name__}: {error}"[:2000]
+        log.warning("event.failed", extra={"event_id": event.id, "attempts": attempts, "error": message})
+        parked = attempts >= self._settings.max_attempts
+        due = (
+            event.next_attempt_at
+            if parked
+            else now + timedelta(seconds=retry_delay(attempts, self._settings))
         )
-        if event.attempts >= self._settings.max_attempts:
-            event.status = "failed"
-            return "failed"
-        event.next_attempt_at = utcnow() + timedelta(seconds=retry_delay(event.attempts, self._settings))
-        return "retry"
+        values = {
+            "event": event.id,
+            "new_status": "failed" if parked else "pending",
+            "n": attempts,
+            "error": message,
+            "due": due,
+        }
+        return ("failed" if parked else "retry"), values
 
     def run(self, stop: threading.Event, *, drain: bool = False) -> None:
         """Process until ``stop`` is set (or, with ``drain``, until nothing is due)."""

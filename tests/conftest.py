@@ -20,11 +20,11 @@ from bridge.app import create_app
 from bridge.bootstrap import open_database
 from bridge.db.engine import Database
 from bridge.db.migrate import upgrade
+from bridge.db.models import Base
 from bridge.services.api_keys import create_key
 from bridge.settings import Settings, load_settings
 
 TEST_DATABASE_ENV = "BRIDGE_TEST_DATABASE_URL"
-TABLES = ("awards", "progress", "learners", "events", "badges", "leases", "api_keys")
 PLATFORMS = [{"id": "demo", "kind": "custom", "name": "Demo"}, {"id": "moodle1", "kind": "moodle"}]
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -60,6 +60,23 @@ def _migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 
 
 @pytest.fixture
+def empty_database_url(tmp_path: Path) -> Iterator[str]:
+    """A database with no schema at all, for migration tests: a new file, or a new PostgreSQL database."""
+    server_url = os.environ.get(TEST_DATABASE_ENV)
+    if not server_url:
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    name = f"bridge_empty_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
 def database_url(_migrated_database: str, tmp_path: Path) -> str:
     """A migrated, empty database for one test."""
     if not on_postgres():
@@ -70,7 +87,8 @@ def database_url(_migrated_database: str, tmp_path: Path) -> str:
     with engine.begin() as connection:
         # A transaction leaked by the previous test would block TRUNCATE: fail, naming it, not hang.
         connection.execute(text("SET LOCAL lock_timeout = '10s'"))
-        connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()
     return _migrated_database
 

@@ -1,23 +1,31 @@
 """The worker: batches, exactly-once effects, retries with backoff, parking failed events."""
 
 import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from bridge.bootstrap import open_database
 from bridge.clock import utcnow
 from bridge.db.engine import Database
 from bridge.db.models import Event
-from bridge.services.processing import AwardMade
+from bridge.domain.aggregates import Count
+from bridge.domain.criteria import Criteria, Requirement
+from bridge.domain.expressions import EventFilter
+from bridge.domain.rules import RuleBook
+from bridge.services.badges import RuleBookCache
+from bridge.services.processing import BatchResult, EventProcessor
 from bridge.services.queue import failed_events, retry_failed
 from bridge.settings import Settings
 from bridge.worker import Worker, retry_delay
 from tests.conftest import make_settings
-from tests.helpers import awards_of, learning_event, statuses, store
+from tests.helpers import awards_of, learning_event, progress_values, statuses, store
 
 
 def drain(worker: Worker) -> None:
@@ -58,16 +66,26 @@ def test_an_event_stored_again_after_processing_changes_nothing(
 
 
 class FailingPipeline:
-    """Fails for chosen event keys, succeeds (with no effects) for the rest."""
+    """Fails for chosen event keys, succeeds (with no effects) for the rest.
+
+    A database error is raised, as a failing statement would; any other error is reported per event,
+    as the processor reports an event it could not evaluate.
+    """
 
     def __init__(self, failing: set[str], error: Exception | None = None) -> None:
         self.failing, self.error, self.calls = failing, error, 0
+        self.batch_sizes: list[int] = []
 
-    def __call__(self, session: Session, event: Event) -> list[AwardMade]:
+    def __call__(self, session: Session, events: Sequence[Any]) -> BatchResult:
         self.calls += 1
-        if event.event_key in self.failing:
-            raise self.error or ValueError(f"cannot process {event.event_key}")
-        return []
+        self.batch_sizes.append(len(events))
+        failures: dict[int, Exception] = {}
+        for event in events:
+            if event.event_key in self.failing:
+                if isinstance(self.error, DBAPIError):
+                    raise self.error
+                failures[event.id] = self.error or ValueError(f"cannot process {event.event_key}")
+        return BatchResult(failures, [])
 
 
 def test_a_failing_event_is_retried_with_backoff_then_parked(database_url: str, tmp_path: Path) -> None:
@@ -92,17 +110,54 @@ def test_a_failing_event_is_retried_with_backoff_then_parked(database_url: str, 
     assert (parked.event_key, parked.attempts) == ("bad", 3)
 
 
-def test_a_failure_rolls_back_only_that_events_effects(database: Database, settings: Settings) -> None:
-    store(database, learning_event("a", learner="1"), learning_event("b", learner="2"))
+class _BuggyFilter(EventFilter):
+    """A filter with a bug that shows only for learner 2."""
 
-    class FailsAfterItsEffects(FailingPipeline):
-        def __call__(self, session: Session, event: Event) -> list[AwardMade]:
-            made = real(session, event)
-            return super().__call__(session, event) or made
+    def matches(self, context: Mapping[str, Any]) -> bool:
+        if context["learner"] == "2":
+            raise RuntimeError("a rule with a bug")
+        return True
 
-    real = Worker(database, settings)._pipeline
-    Worker(database, settings, pipeline=FailsAfterItsEffects({"b"})).run_once()
-    assert awards_of(database) == [("1", "welcome")]  # learner 2's award was rolled back with the failure
+
+class WelcomeWithABug(RuleBookCache):
+    """The shipped rules, but the welcome badge's requirement carries the buggy filter."""
+
+    def current(self, session: Session) -> RuleBook:
+        shipped = super().current(session)
+        welcome = shipped.by_id["welcome"]
+        requirement = Requirement(
+            "g0r0", frozenset({"login"}), Count(1), 1.0, filter=_BuggyFilter("kind != ''")
+        )
+        buggy = replace(welcome, criteria=Criteria(((requirement,),)))
+        return RuleBook([buggy if badge.id == "welcome" else badge for badge in shipped.badges])
+
+
+def test_a_failure_drops_only_that_events_effects(database: Database, settings: Settings) -> None:
+    """Learner 2's first event fails; learner 1 is awarded, learner 2's later event still counts."""
+    store(
+        database,
+        learning_event("a", learner="1"),
+        learning_event("b", learner="2", minutes=1),
+    )
+    processor = EventProcessor(database, settings, WelcomeWithABug(settings.track_event_types, 60))
+    Worker(database, settings, pipeline=processor.process).run_once()
+    assert awards_of(database) == [("1", "welcome")]
+    assert statuses(database) == {"done": 1, "pending": 1}
+    assert progress_values(database, "welcome") == {"1": 1.0}  # learner 2's effects were dropped
+    with database.read() as session:
+        failed = session.scalars(select(Event).where(Event.event_key == "b")).one()
+    assert failed.last_error == "RuntimeError: a rule with a bug"
+
+
+def test_an_event_that_makes_a_statement_fail_is_found_and_the_rest_commit(
+    database: Database, settings: Settings
+) -> None:
+    store(database, *(learning_event(f"e{i}") for i in range(4)))
+    constraint = IntegrityError("INSERT ...", {}, Exception("value too long"))
+    pipeline = FailingPipeline({"e2"}, error=constraint)
+    assert Worker(database, settings, pipeline=pipeline).run_once() == 4
+    assert pipeline.batch_sizes == [4, 1, 1, 1, 1]  # the batch, then each event alone
+    assert statuses(database) == {"done": 3, "pending": 1}
 
 
 def test_parked_events_can_be_retried(database: Database, settings: Settings) -> None:

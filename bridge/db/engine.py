@@ -46,10 +46,29 @@ class Database:
             yield session
 
     @contextmanager
-    def write_connection(self) -> Iterator[Connection]:
-        """A Core connection in a write transaction (migrations run in one)."""
-        with self._write_engine.begin() as connection:
-            yield connection
+    def write_connection(self, *, foreign_keys: bool = True) -> Iterator[Connection]:
+        """A Core connection in a write transaction (migrations run in one).
+
+        ``foreign_keys=False`` lets a SQLite migration rebuild a referenced table (Alembic's batch mode
+        copies, drops and renames it); every reference is checked again before the commit.
+        """
+        if foreign_keys or not self.is_sqlite:
+            with self._write_engine.begin() as connection:
+                yield connection
+            return
+        with self._write_engine.connect() as connection:
+            # Outside any transaction (in one, the pragma is a no-op), so on the driver's connection.
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with connection.begin():
+                    yield connection
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"migration left broken references: {broken[:5]}")
+            finally:
+                driver.execute("PRAGMA foreign_keys=ON")
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -39,7 +39,7 @@ def current_revision(database: Database) -> str | None:
 
 def upgrade(database: Database, revision: str = "head") -> None:
     config = _config()
-    with database.write_connection() as connection:
+    with database.write_connection(foreign_keys=False) as connection:
         if not database.is_sqlite:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
         config.attributes["connection"] = connection

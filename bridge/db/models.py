@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -27,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 EVENT_STATUSES = ("pending", "done", "failed")
+APPROVAL_STATUSES = ("pending", "approved", "rejected")
 
 # SQLite only aliases the rowid (and so autoincrements) for a column declared exactly INTEGER.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -108,7 +110,23 @@ class Learner(Base):
     platform: Mapped[str] = mapped_column(String(64))
     lms_user_id: Mapped[str] = mapped_column(String(255))
     points: Mapped[int] = mapped_column(Integer, server_default="0")
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    # Shown instead of the name on leaderboards when the learner opted out or names are anonymised.
+    pseudonym: Mapped[str] = mapped_column(String(32))
+    leaderboard_opt_out: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CourseMember(Base):
+    """Who belongs to which course (and section), as seen in their events; leaderboards rank these."""
+
+    __tablename__ = "course_members"
+    __table_args__ = (Index("ix_course_members_course", "course", "learner_id"),)
+
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), primary_key=True)
+    course: Mapped[str] = mapped_column(String(255), primary_key=True)
+    section: Mapped[str | None] = mapped_column(String(255))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Badge(Base):
@@ -123,6 +141,15 @@ class Badge(Base):
     points: Mapped[int] = mapped_column(Integer, server_default="0")
     criteria: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
     criteria_version: Mapped[int] = mapped_column(Integer, server_default="1")
+    tiers: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument)
+    prerequisites: Mapped[list[str]] = mapped_column(JsonDocument)
+    requires_approval: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    expires_after_days: Mapped[int | None] = mapped_column(Integer)
+    expires_on: Mapped[date | None] = mapped_column(Date)
+    # The template document as given (file or API); the columns above are what it resolves to.
+    definition: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    # "file": kept in step with its template file on start; "api": edited at run time, files leave it be.
+    source: Mapped[str] = mapped_column(String(8), server_default="file")
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -138,12 +165,18 @@ class Progress(Base):
     value: Mapped[float] = mapped_column(Float)
     target: Mapped[float] = mapped_column(Float)
     complete: Mapped[bool] = mapped_column(Boolean)
+    tier: Mapped[str] = mapped_column(String(16), server_default="")
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the first counted event
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Award(Base):
     __tablename__ = "awards"
-    __table_args__ = (UniqueConstraint("learner_id", "badge_id", "tier"),)
+    __table_args__ = (
+        UniqueConstraint("learner_id", "badge_id", "tier"),
+        Index("ix_awards_badge_id", "badge_id", "awarded_at"),
+        Index("ix_awards_course", "course", "awarded_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"))
@@ -151,9 +184,62 @@ class Award(Base):
     tier: Mapped[str] = mapped_column(String(16), server_default="")
     criteria_version: Mapped[int] = mapped_column(Integer)
     event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
-    awarded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Provenance: the events that earned it (the latest first, at most 100).
+    event_ids: Mapped[list[int]] = mapped_column(JsonDocument)
+    points: Mapped[int] = mapped_column(Integer, server_default="0")
+    course: Mapped[str | None] = mapped_column(String(255))  # of the event that earned it
+    earned_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when the learner did it
+    awarded_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when the bridge recorded it
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    granted_by: Mapped[str | None] = mapped_column(String(255))  # None: the rules
+    reason: Mapped[str | None] = mapped_column(Text)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(255))
     revoked_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Approval(Base):
+    """A completed badge that requires approval, waiting for (or decided by) an instructor."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        UniqueConstraint("learner_id", "badge_id", "tier"),
+        CheckConstraint(f"status IN {APPROVAL_STATUSES}", name="status"),
+        Index("ix_approvals_status", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"))
+    badge_id: Mapped[str] = mapped_column(ForeignKey("badges.id"))
+    tier: Mapped[str] = mapped_column(String(16), server_default="")
+    criteria_version: Mapped[int] = mapped_column(Integer)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    course: Mapped[str | None] = mapped_column(String(255))
+    earned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+    award_id: Mapped[int | None] = mapped_column(ForeignKey("awards.id"))
+
+
+class AuditEntry(Base):
+    """Every manual action: who did what to whom, when and why. Never updated or deleted."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_learner_id", "learner_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    learner_id: Mapped[int | None] = mapped_column(ForeignKey("learners.id"))
+    badge_id: Mapped[str | None] = mapped_column(String(64))
+    tier: Mapped[str | None] = mapped_column(String(16))
+    award_id: Mapped[int | None] = mapped_column(ForeignKey("awards.id"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
 
 
 class Lease(Base):

@@ -14,6 +14,7 @@ LMS_KINDS: tuple[str, ...] = (
     "module_completed",
     "activity_completed",
     "assignment_graded",
+    "quiz_graded",
     "course_graded",
     "enrolled",
 )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from bridge.domain.criteria import Criteria
+from bridge.domain.criteria import Criteria, Progress, Tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,16 +15,47 @@ class ActiveBadge:
     criteria_version: int
     points: int
     criteria: Criteria
+    prerequisites: tuple[str, ...] = ()
+    requires_approval: bool = False
+    expires_after_days: int | None = None
+    expires_on: date | None = None
+
+    def expires_at(self, awarded_at: datetime, zone: tzinfo) -> datetime | None:
+        """When an award made at ``awarded_at`` expires: days after it, or the start of a fixed date."""
+        if self.expires_after_days is not None:
+            return awarded_at + timedelta(days=self.expires_after_days)
+        if self.expires_on is not None:
+            return datetime.combine(self.expires_on, time(), zone).astimezone(UTC)
+        return None
+
+    def tiers_earned(self, progress: Progress) -> tuple[Tier, ...]:
+        """What the progress earns: every tier reached, or for an untiered badge one tier named ''."""
+        if self.criteria.tiers:
+            return progress.reached
+        return (Tier("", progress.target, self.points),) if progress.complete else ()
 
 
 class RuleBook:
     def __init__(self, badges: Iterable[ActiveBadge]) -> None:
         self.badges = tuple(badges)
+        self.by_id = {badge.id: badge for badge in self.badges}
         by_kind: dict[str, list[ActiveBadge]] = {}
+        dependants: dict[str, list[ActiveBadge]] = {}
         for badge in self.badges:
             for kind in badge.criteria.kinds:
                 by_kind.setdefault(kind, []).append(badge)
+            for needed in badge.prerequisites:
+                dependants.setdefault(needed, []).append(badge)
         self._by_kind = {kind: tuple(found) for kind, found in by_kind.items()}
+        self._dependants = {badge_id: tuple(found) for badge_id, found in dependants.items()}
+        self.on_points = tuple(badge for badge in self.badges if badge.criteria.on_points)
 
     def for_kind(self, kind: str) -> tuple[ActiveBadge, ...]:
         return self._by_kind.get(kind, ())
+
+    def dependants(self, badge_id: str) -> tuple[ActiveBadge, ...]:
+        return self._dependants.get(badge_id, ())
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self._by_kind)

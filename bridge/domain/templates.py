@@ -1,17 +1,43 @@
-"""Badge templates: badge definitions as data, validated with the file, the key and the reason."""
+"""Badge templates: badge definitions as data, validated with the source, the key and the reason.
+
+The format is documented for authors in ``badge_templates/README.md``.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
-from bridge.domain.criteria import SUPPORTED_AGGREGATES, Criteria, Requirement
+from bridge.domain.aggregates import (
+    MICRO,
+    PERIODS,
+    WINDOWED,
+    AllOf,
+    Count,
+    Distinct,
+    Max,
+    Streak,
+    Sum,
+    Window,
+)
+from bridge.domain.criteria import Criteria, Requirement, Tier
+from bridge.domain.expressions import EventFilter, ExpressionError
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_TEMPLATE_KEYS = {"id", "name", "description", "image", "narrative", "tags", "points", "criteria"}
-_REQUIREMENT_KEYS = {"kinds", "aggregate", "target"}
+_TEMPLATE_KEYS = {
+    "id", "name", "description", "image", "narrative", "tags", "points", "prerequisites",
+    "requires_approval", "expires_after_days", "expires_on", "tiers", "criteria",
+}  # fmt: skip
+_REQUIREMENT_KEYS = {"kinds", "filter", "aggregate", "field", "items", "target", "within_days", "per", "unit"}
+_TIER_KEYS = {"name", "target", "points"}
+AGGREGATES = ("count", "distinct", "sum", "max", "streak", "all", "points")
+_FIELDS = ("score", "course", "item", "kind", "platform", "learner", "day", "week")
+_FIELD = re.compile(r"^data\.[A-Za-z_][A-Za-z0-9_]{0,63}$")
+LEVEL_NAMES = ("bronze", "silver", "gold", "platinum", "diamond")
+LEVELS_SETTING = "badge_level_threshold"
 
 
 class TemplateError(ValueError):
@@ -29,26 +55,44 @@ class BadgeTemplate:
     narrative: str
     tags: tuple[str, ...]
     points: int
+    prerequisites: tuple[str, ...]
+    requires_approval: bool
+    expires_after_days: int | None
+    expires_on: date | None
     criteria: Criteria
     raw_criteria: Mapping[str, Any]
+    tiers: tuple[Mapping[str, Any], ...]  # resolved: name, target and points of every tier
+    document: Mapping[str, Any]  # the template as JSON (dates as ISO text), as given
 
 
-def parse_template(raw: Mapping[str, Any], source: str, known_kinds: Collection[str]) -> BadgeTemplate:
+def level_tiers(thresholds: Sequence[int], points: int) -> list[dict[str, Any]]:
+    """The tiers named by the ``badge_level_threshold`` setting: bronze, silver, gold, ..."""
+    return [
+        {"name": LEVEL_NAMES[i] if i < len(LEVEL_NAMES) else f"level-{i + 1}", "target": t, "points": points}
+        for i, t in enumerate(thresholds)
+    ]
+
+
+def parse_template(
+    raw: Mapping[str, Any], source: str, known_kinds: Collection[str], level_thresholds: Sequence[int]
+) -> BadgeTemplate:
     for key in raw:
         if key not in _TEMPLATE_KEYS:
             raise TemplateError(source, key, "unknown key")
     template_id = _text(raw, "id", source)
     if not _ID.match(template_id):
         raise TemplateError(source, "id", "expected lowercase letters, digits, '-' or '_' (at most 64)")
-    tags = raw.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise TemplateError(source, "tags", "expected a list of strings")
-    points = raw.get("points", 0)
-    if not isinstance(points, int) or isinstance(points, bool) or points < 0:
-        raise TemplateError(source, "points", "expected a whole number >= 0")
+    tags = _strings(raw, "tags", source)
+    prerequisites = _strings(raw, "prerequisites", source)
+    points = _whole(raw.get("points", 0), source, "points", minimum=0)
+    requires_approval = raw.get("requires_approval", False)
+    if not isinstance(requires_approval, bool):
+        raise TemplateError(source, "requires_approval", "expected true or false")
+    expires_after_days, expires_on = _expiry(raw, source)
     criteria_raw = raw.get("criteria")
     if not isinstance(criteria_raw, Mapping):
         raise TemplateError(source, "criteria", "missing: a badge needs criteria")
+    tiers = _tiers(raw.get("tiers"), source, points, level_thresholds)
     return BadgeTemplate(
         id=template_id,
         name=_text(raw, "name", source),
@@ -57,18 +101,32 @@ def parse_template(raw: Mapping[str, Any], source: str, known_kinds: Collection[
         narrative=str(raw.get("narrative", "")),
         tags=tuple(tags),
         points=points,
-        criteria=parse_criteria(criteria_raw, source, known_kinds),
+        prerequisites=tuple(prerequisites),
+        requires_approval=requires_approval,
+        expires_after_days=expires_after_days,
+        expires_on=expires_on,
+        criteria=parse_criteria(criteria_raw, tiers, source, known_kinds),
         raw_criteria=criteria_raw,
+        tiers=tuple(tiers),
+        document=_as_json(raw),
     )
 
 
-def parse_criteria(raw: Mapping[str, Any], source: str, known_kinds: Collection[str]) -> Criteria:
+def parse_criteria(
+    raw: Mapping[str, Any], tiers: Sequence[Mapping[str, Any]], source: str, known_kinds: Collection[str]
+) -> Criteria:
+    """Criteria from their document and the badge's resolved tiers (see ``parse_template``)."""
+    if not isinstance(raw, Mapping):
+        raise TemplateError(source, "criteria", "expected a table")
     unknown = set(raw) - {"groups"}
     if unknown:
         raise TemplateError(source, f"criteria.{sorted(unknown)[0]}", "unknown key")
     groups_raw = raw.get("groups")
     if not isinstance(groups_raw, list) or not groups_raw:
         raise TemplateError(source, "criteria.groups", "expected at least one group")
+    tier_list = tuple(Tier(t["name"], float(t["target"]), int(t["points"])) for t in tiers)
+    if tier_list and (len(groups_raw) != 1 or len(_requirements_of(groups_raw[0])) != 1):
+        raise TemplateError(source, "tiers", "a badge with tiers has one group of one requirement")
     groups = []
     for g, group_raw in enumerate(groups_raw):
         where = f"criteria.groups[{g}]"
@@ -79,19 +137,87 @@ def parse_criteria(raw: Mapping[str, Any], source: str, known_kinds: Collection[
             raise TemplateError(source, f"{where}.requirements", "empty group: expected at least one")
         groups.append(
             tuple(
-                _requirement(r_raw, f"{where}.requirements[{r}]", f"g{g}r{r}", source, known_kinds)
+                _requirement(r_raw, f"{where}.requirements[{r}]", f"g{g}r{r}", source, known_kinds, tier_list)
                 for r, r_raw in enumerate(requirements_raw)
             )
         )
-    return Criteria(groups=tuple(groups))
+    return Criteria(groups=tuple(groups), tiers=tier_list)
 
 
-def _requirement(raw: Any, where: str, key: str, source: str, known_kinds: Collection[str]) -> Requirement:
+def check_prerequisites(
+    templates: Iterable[BadgeTemplate], sources: Mapping[str, str]
+) -> list[TemplateError]:
+    """Errors for templates whose prerequisites are missing, invalid or in a cycle.
+
+    ``sources`` names where each template came from. A template that depends on a rejected one is
+    rejected too, so that what loads is always complete.
+    """
+    by_id = {t.id: t for t in templates}
+    errors: dict[str, TemplateError] = {}
+    state: dict[str, str] = {}  # "visiting" or "done"
+
+    def visit(badge_id: str, path: list[str]) -> bool:
+        if state.get(badge_id) == "done":
+            return badge_id not in errors
+        if state.get(badge_id) == "visiting":
+            cycle = [*path[path.index(badge_id) :], badge_id]
+            for member in cycle[:-1]:
+                errors.setdefault(
+                    member,
+                    TemplateError(sources[member], "prerequisites", f"cycle: {' -> '.join(cycle)}"),
+                )
+            return False
+        state[badge_id] = "visiting"
+        template = by_id[badge_id]
+        for needed in template.prerequisites:
+            if needed not in by_id:
+                errors.setdefault(
+                    badge_id,
+                    TemplateError(
+                        sources[badge_id], "prerequisites", f"{needed!r} is not a badge that loads"
+                    ),
+                )
+            elif not visit(needed, [*path, badge_id]):
+                errors.setdefault(
+                    badge_id,
+                    TemplateError(sources[badge_id], "prerequisites", f"{needed!r} did not load"),
+                )
+        state[badge_id] = "done"
+        return badge_id not in errors
+
+    for badge_id in by_id:
+        visit(badge_id, [])
+    return list(errors.values())
+
+
+def _requirements_of(group_raw: Any) -> list[Any]:
+    found = group_raw.get("requirements") if isinstance(group_raw, Mapping) else None
+    return found if isinstance(found, list) else []
+
+
+def _requirement(
+    raw: Any, where: str, key: str, source: str, known_kinds: Collection[str], tiers: tuple[Tier, ...]
+) -> Requirement:
     if not isinstance(raw, Mapping):
         raise TemplateError(source, where, "expected a table")
     for name in raw:
         if name not in _REQUIREMENT_KEYS:
             raise TemplateError(source, f"{where}.{name}", "unknown key")
+    aggregate_name = raw.get("aggregate", "count")
+    if aggregate_name not in AGGREGATES:
+        raise TemplateError(
+            source, f"{where}.aggregate", f"{aggregate_name!r} is not one of {list(AGGREGATES)}"
+        )
+    unit = raw.get("unit")
+    if unit is not None and (not isinstance(unit, str) or not unit.strip()):
+        raise TemplateError(source, f"{where}.unit", "expected a non-empty string")
+    if aggregate_name == "points":
+        for name in ("kinds", "filter", "field", "items", "within_days", "per"):
+            if name in raw:
+                raise TemplateError(source, f"{where}.{name}", "not used with the points aggregate")
+        target = _target(raw, where, source, tiers, whole=True)
+        return Requirement(key=key, kinds=frozenset(), aggregate=None, target=target, unit=unit)
+
     kinds = raw.get("kinds")
     if not isinstance(kinds, list) or not kinds or not all(isinstance(k, str) for k in kinds):
         raise TemplateError(source, f"{where}.kinds", "expected a non-empty list of event kinds")
@@ -100,19 +226,169 @@ def _requirement(raw: Any, where: str, key: str, source: str, known_kinds: Colle
             raise TemplateError(
                 source, f"{where}.kinds", f"unknown event kind {kind!r} (not in track_event_types)"
             )
-    aggregate = raw.get("aggregate", "count")
-    if aggregate not in SUPPORTED_AGGREGATES:
+    event_filter = None
+    if "filter" in raw:
+        if not isinstance(raw["filter"], str):
+            raise TemplateError(source, f"{where}.filter", "expected an expression as a string")
+        try:
+            event_filter = EventFilter(raw["filter"])
+        except ExpressionError as error:
+            raise TemplateError(source, f"{where}.filter", str(error)) from None
+    window = _window(raw, where, source, aggregate_name)
+    field = raw.get("field")
+    if field is not None and not (isinstance(field, str) and (field in _FIELDS or _FIELD.match(field))):
         raise TemplateError(
-            source, f"{where}.aggregate", f"{aggregate!r} is not one of {sorted(SUPPORTED_AGGREGATES)}"
+            source, f"{where}.field", f"expected one of {', '.join(_FIELDS)} or data.NAME, got {field!r}"
         )
+    if aggregate_name in ("count", "streak"):
+        if field is not None:
+            raise TemplateError(source, f"{where}.field", f"not used with the {aggregate_name} aggregate")
+        if "items" in raw:
+            raise TemplateError(source, f"{where}.items", "only used with the all aggregate")
+        target = _target(raw, where, source, tiers, whole=True)
+        aggregate = Count(int(target)) if aggregate_name == "count" else Streak()
+        return Requirement(key, frozenset(kinds), aggregate, target, None, event_filter, window, unit)
+    if aggregate_name == "all":
+        items = raw.get("items")
+        if not isinstance(items, list) or not items or not all(isinstance(i, str | int) for i in items):
+            raise TemplateError(source, f"{where}.items", "expected a non-empty list of values to see")
+        if "target" in raw or tiers:
+            raise TemplateError(source, f"{where}.target", "the all aggregate's target is every item")
+        all_of = AllOf(frozenset(items))
+        return Requirement(
+            key,
+            frozenset(kinds),
+            all_of,
+            float(len(all_of.items)),
+            field or "item",
+            event_filter,
+            window,
+            unit,
+        )
+    if "items" in raw:
+        raise TemplateError(source, f"{where}.items", "only used with the all aggregate")
+    if field is None:
+        raise TemplateError(source, f"{where}.field", f"the {aggregate_name} aggregate needs a field")
+    if aggregate_name == "distinct":
+        target = _target(raw, where, source, tiers, whole=True)
+        return Requirement(
+            key, frozenset(kinds), Distinct(int(target)), target, field, event_filter, window, unit
+        )
+    target = _target(raw, where, source, tiers, whole=False)
+    aggregate = Sum(round(target * MICRO)) if aggregate_name == "sum" else Max()
+    return Requirement(key, frozenset(kinds), aggregate, target, field, event_filter, window, unit)
+
+
+def _target(
+    raw: Mapping[str, Any], where: str, source: str, tiers: tuple[Tier, ...], *, whole: bool
+) -> float:
+    if tiers:
+        if "target" in raw:
+            raise TemplateError(
+                source, f"{where}.target", "a badge with tiers takes its targets from the tiers"
+            )
+        if whole and any(t.target != int(t.target) for t in tiers):
+            raise TemplateError(source, "tiers", "expected whole-number targets for this aggregate")
+        return tiers[-1].target
     target = raw.get("target")
-    if not isinstance(target, int) or isinstance(target, bool) or target < 1:
-        raise TemplateError(source, f"{where}.target", "expected a whole number >= 1")
-    return Requirement(key=key, kinds=frozenset(kinds), target=target, aggregate=aggregate)
+    if whole:
+        return float(_whole(target, source, f"{where}.target", minimum=1))
+    if not isinstance(target, int | float) or isinstance(target, bool) or target <= 0:
+        raise TemplateError(source, f"{where}.target", "expected a number > 0")
+    return float(target)
 
 
-def _text(raw: Mapping[str, Any], key: str, source: str) -> str:
+def _window(raw: Mapping[str, Any], where: str, source: str, aggregate: str) -> Window | None:
+    within, per = raw.get("within_days"), raw.get("per")
+    if within is None and per is None:
+        return None
+    if aggregate not in WINDOWED:
+        raise TemplateError(source, where, f"the {aggregate} aggregate takes no window")
+    if within is not None and per is not None:
+        raise TemplateError(source, f"{where}.per", "use within_days or per, not both")
+    if per is not None:
+        if per not in PERIODS:
+            raise TemplateError(source, f"{where}.per", f"expected one of {', '.join(PERIODS)}")
+        return Window(period=per)
+    days = _whole(within, source, f"{where}.within_days", minimum=1)
+    if days > 366:
+        raise TemplateError(source, f"{where}.within_days", "expected at most 366 days")
+    return Window(days=days)
+
+
+def _tiers(raw: Any, source: str, points: int, level_thresholds: Sequence[int]) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if raw == LEVELS_SETTING:
+        return level_tiers(level_thresholds, points)
+    if not isinstance(raw, list) or not raw:
+        raise TemplateError(source, "tiers", f"expected a list of tiers or {LEVELS_SETTING!r}")
+    tiers: list[dict[str, Any]] = []
+    for i, tier in enumerate(raw):
+        where = f"tiers[{i}]"
+        if not isinstance(tier, Mapping):
+            raise TemplateError(source, where, "expected a table with name and target")
+        for name in tier:
+            if name not in _TIER_KEYS:
+                raise TemplateError(source, f"{where}.{name}", "unknown key")
+        name = _text(tier, "name", source, where)
+        target = tier.get("target")
+        if not isinstance(target, int | float) or isinstance(target, bool) or target <= 0:
+            raise TemplateError(source, f"{where}.target", "expected a number > 0")
+        if tiers and target <= tiers[-1]["target"]:
+            raise TemplateError(source, f"{where}.target", "tier targets must increase")
+        if any(t["name"] == name for t in tiers):
+            raise TemplateError(source, f"{where}.name", f"{name!r} is used twice")
+        tier_points = _whole(tier.get("points", points), source, f"{where}.points", minimum=0)
+        tiers.append({"name": name, "target": target, "points": tier_points})
+    return tiers
+
+
+def _expiry(raw: Mapping[str, Any], source: str) -> tuple[int | None, date | None]:
+    after, on = raw.get("expires_after_days"), raw.get("expires_on")
+    if after is not None and on is not None:
+        raise TemplateError(source, "expires_on", "use expires_after_days or expires_on, not both")
+    if after is not None:
+        return _whole(after, source, "expires_after_days", minimum=1), None
+    if on is None:
+        return None, None
+    if isinstance(on, date):
+        return None, on
+    if isinstance(on, str):
+        try:
+            return None, date.fromisoformat(on)
+        except ValueError:
+            pass
+    raise TemplateError(source, "expires_on", "expected a date such as 2027-07-31")
+
+
+def _whole(value: Any, source: str, key: str, *, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise TemplateError(source, key, f"expected a whole number >= {minimum}")
+    return value
+
+
+def _strings(raw: Mapping[str, Any], key: str, source: str) -> list[str]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise TemplateError(source, key, "expected a list of strings")
+    return value
+
+
+def _text(raw: Mapping[str, Any], key: str, source: str, where: str = "") -> str:
     value = raw.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise TemplateError(source, key, "missing: expected a non-empty string")
+        raise TemplateError(
+            source, f"{where}.{key}" if where else key, "missing: expected a non-empty string"
+        )
+    return value
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _as_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_json(v) for v in value]
+    if isinstance(value, date):
+        return value.isoformat()
     return value

@@ -72,18 +72,23 @@ class ApiKeyVerifier:
     def __init__(self, database: Database, cache_seconds: float = 10.0) -> None:
         self._database = database
         self._cache_seconds = cache_seconds
-        self._valid_until: dict[str, float] = {}
+        self._valid_until: dict[str, tuple[float, str]] = {}
 
     def is_valid(self, key: str) -> bool:
+        return self.holder(key) is not None
+
+    def holder(self, key: str) -> str | None:
+        """The name of the valid key ``key``, or None: who is acting, for the audit log."""
         digest = _digest(key)
-        if self._valid_until.get(digest, 0.0) > time.monotonic():
-            return True
+        until, name = self._valid_until.get(digest, (0.0, ""))
+        if until > time.monotonic():
+            return name
         with self._database.read() as session:
             found = session.scalar(
-                select(ApiKey.id).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+                select(ApiKey.name).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
             )
         if found is None:
             self._valid_until.pop(digest, None)
-            return False
-        self._valid_until[digest] = time.monotonic() + self._cache_seconds
-        return True
+            return None
+        self._valid_until[digest] = (time.monotonic() + self._cache_seconds, found)
+        return found

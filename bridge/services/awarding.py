@@ -1,69 +1,59 @@
-"""Writing awards: at most one per learner, badge and tier, decided by the unique key in the transaction."""
+"""The hourly award sweep: the cron re-check beside the per-event path, as Moodle's badges do."""
 
 from __future__ import annotations
 
-from sqlalchemy import exists, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, exists, select
 
-from bridge.clock import utcnow
 from bridge.db.engine import Database
-from bridge.db.models import Award, Badge, Learner, Progress
-from bridge.db.upsert import insert_ignoring_conflicts
+from bridge.db.models import Approval, Award, Badge, Progress
+from bridge.services.badges import RuleBookCache
+from bridge.services.processing import EventProcessor
+from bridge.settings import Settings
+
+SWEEP_BATCH = 200
 
 
-def grant_award(
-    session: Session,
-    *,
-    learner_id: int,
-    badge_id: str,
-    criteria_version: int,
-    points: int,
-    event_id: int | None,
-) -> int | None:
-    """The new award's id, or None when the learner already holds this badge."""
-    dialect = session.get_bind().dialect.name
-    award_id = session.execute(
-        insert_ignoring_conflicts(dialect, Award.__table__).returning(Award.id),
-        {
-            "learner_id": learner_id,
-            "badge_id": badge_id,
-            "tier": "",
-            "criteria_version": criteria_version,
-            "event_id": event_id,
-            "awarded_at": utcnow(),
-        },
-    ).scalar_one_or_none()
-    if award_id is not None and points:
-        session.execute(
-            update(Learner).where(Learner.id == learner_id).values(points=Learner.points + points)
-        )
-    return award_id
+def award_sweep(database: Database, settings: Settings) -> int:
+    """Award every completed progress that has no award yet (made while achievements were off, say).
 
-
-def award_sweep(database: Database, points_per_badge: int) -> int:
-    """Award every completed progress that has no award yet (e.g. made while achievements were off).
-
-    The cron re-check beside the per-event path, as Moodle's badges do; returns how many it awarded.
+    Returns how many awards it made. Tiered badges are settled by the ledger, which knows every tier.
     """
+    if not settings.enable_achievements:
+        return 0
+    processor = EventProcessor(database, settings, RuleBookCache(settings.track_event_types, 0))
     awarded = 0
-    with database.write() as session:
-        missing = session.execute(
-            select(Progress.learner_id, Progress.badge_id, Progress.criteria_version, Badge.points)
-            .join(Badge, Badge.id == Progress.badge_id)
-            .where(
-                Progress.complete,
-                Badge.enabled,
-                ~exists().where(Award.learner_id == Progress.learner_id, Award.badge_id == Progress.badge_id),
+    after = 0
+    while True:
+        with database.write() as session:
+            learner_ids = list(
+                session.scalars(
+                    select(Progress.learner_id)
+                    .join(Badge, Badge.id == Progress.badge_id)
+                    .where(
+                        Progress.learner_id > after,
+                        Progress.complete | (Progress.tier != ""),
+                        Badge.enabled,
+                        ~exists().where(
+                            and_(
+                                Award.learner_id == Progress.learner_id,
+                                Award.badge_id == Progress.badge_id,
+                                Award.tier == Progress.tier,
+                            )
+                        ),
+                        ~exists().where(
+                            and_(
+                                Approval.learner_id == Progress.learner_id,
+                                Approval.badge_id == Progress.badge_id,
+                                Approval.tier == Progress.tier,
+                            )
+                        ),
+                    )
+                    .group_by(Progress.learner_id)
+                    .order_by(Progress.learner_id)
+                    .limit(SWEEP_BATCH)
+                )
             )
-        ).all()
-        for learner_id, badge_id, version, points in missing:
-            made = grant_award(
-                session,
-                learner_id=learner_id,
-                badge_id=badge_id,
-                criteria_version=version,
-                points=points + points_per_badge,
-                event_id=None,
-            )
-            awarded += made is not None
-    return awarded
+            if not learner_ids:
+                return awarded
+            awarded += len(processor.settle(session, learner_ids).awards)
+        after = learner_ids[-1]

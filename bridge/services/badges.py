@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import tomllib
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,7 +17,13 @@ from bridge.clock import utcnow
 from bridge.db.engine import Database
 from bridge.db.models import Badge
 from bridge.domain.rules import ActiveBadge, RuleBook
-from bridge.domain.templates import BadgeTemplate, TemplateError, parse_criteria, parse_template
+from bridge.domain.templates import (
+    BadgeTemplate,
+    TemplateError,
+    check_prerequisites,
+    parse_criteria,
+    parse_template,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,63 +38,102 @@ class TemplateLoad:
     errors: list[TemplateError]
 
 
-def load_template_files(directory: Path, known_kinds: Collection[str]) -> TemplateLoad:
+def load_template_files(
+    directory: Path, known_kinds: Collection[str], level_thresholds: Sequence[int]
+) -> TemplateLoad:
     """Every ``*.toml`` in ``directory``; a bad file is reported and the others still load."""
     templates: list[BadgeTemplate] = []
     errors: list[TemplateError] = []
-    seen: dict[str, str] = {}
+    sources: dict[str, str] = {}
     for path in sorted(directory.glob("*.toml")):
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
-            template = parse_template(raw, path.name, known_kinds)
+            template = parse_template(raw, path.name, known_kinds, level_thresholds)
             if not (directory / template.image).is_file():
                 raise TemplateError(path.name, "image", f"file {template.image!r} not found beside it")
-            if template.id in seen:
+            if template.id in sources:
                 raise TemplateError(
-                    path.name, "id", f"{template.id!r} is already used by {seen[template.id]}"
+                    path.name, "id", f"{template.id!r} is already used by {sources[template.id]}"
                 )
         except tomllib.TOMLDecodeError as error:
             errors.append(TemplateError(path.name, "toml", str(error)))
             continue
+        except UnicodeDecodeError as error:
+            errors.append(TemplateError(path.name, "toml", f"not UTF-8 text: {error.reason}"))
+            continue
         except TemplateError as error:
             errors.append(error)
             continue
-        seen[template.id] = path.name
+        sources[template.id] = path.name
         templates.append(template)
-    return TemplateLoad(templates, errors)
+    broken = check_prerequisites(templates, sources)
+    rejected = {error.source for error in broken}
+    return TemplateLoad([t for t in templates if sources[t.id] not in rejected], errors + broken)
+
+
+def apply_template(badge: Badge, template: BadgeTemplate) -> None:
+    """Copy a template onto its badge row; changed criteria or tiers make a new criteria version."""
+    rules_changed = badge.criteria != dict(template.raw_criteria) or badge.tiers != list(template.tiers)
+    if badge.criteria_version is None:
+        badge.criteria_version = 1
+    elif rules_changed:
+        badge.criteria_version += 1
+    badge.name = template.name
+    badge.description = template.description
+    badge.image = template.image
+    badge.narrative = template.narrative
+    badge.tags = list(template.tags)
+    badge.points = template.points
+    badge.criteria = dict(template.raw_criteria)
+    badge.tiers = [dict(tier) for tier in template.tiers]
+    badge.prerequisites = list(template.prerequisites)
+    badge.requires_approval = template.requires_approval
+    badge.expires_after_days = template.expires_after_days
+    badge.expires_on = template.expires_on
+    badge.definition = dict(template.document)
+    badge.updated_at = utcnow()
 
 
 def sync_templates(database: Database, templates: list[BadgeTemplate]) -> None:
-    """Create or update one badge row per template; changed criteria get a new criteria version."""
-    now = utcnow()
+    """Create or update one badge row per template file.
+
+    Badges edited through the API or the CLI (``source == "api"``) belong to the database from then
+    on: their file no longer overwrites them.
+    """
     with database.write() as session:
         existing = {badge.id: badge for badge in session.scalars(select(Badge))}
         for template in templates:
             badge = existing.get(template.id)
             if badge is None:
-                badge = Badge(id=template.id, criteria_version=1, enabled=True, created_at=now)
+                badge = Badge(id=template.id, enabled=True, source="file", created_at=utcnow())
                 session.add(badge)
-            elif badge.criteria != dict(template.raw_criteria):
-                badge.criteria_version += 1
-            badge.name = template.name
-            badge.description = template.description
-            badge.image = template.image
-            badge.narrative = template.narrative
-            badge.tags = list(template.tags)
-            badge.points = template.points
-            badge.criteria = dict(template.raw_criteria)
-            badge.updated_at = now
+            elif badge.source != "file":
+                log.info("badge.file_shadowed", extra={"badge": template.id})
+                continue
+            apply_template(badge, template)
+
+
+def active_badge(badge: Badge, known_kinds: Collection[str]) -> ActiveBadge:
+    criteria = parse_criteria(badge.criteria, badge.tiers, f"badge {badge.id}", known_kinds)
+    return ActiveBadge(
+        id=badge.id,
+        criteria_version=badge.criteria_version,
+        points=badge.points,
+        criteria=criteria,
+        prerequisites=tuple(badge.prerequisites),
+        requires_approval=badge.requires_approval,
+        expires_after_days=badge.expires_after_days,
+        expires_on=badge.expires_on,
+    )
 
 
 def load_rulebook(session: Session, known_kinds: Collection[str]) -> RuleBook:
     active = []
     for badge in session.scalars(select(Badge).where(Badge.enabled).order_by(Badge.id)):
         try:
-            criteria = parse_criteria(badge.criteria, f"badge {badge.id}", known_kinds)
+            active.append(active_badge(badge, known_kinds))
         except TemplateError as error:
             log.error("badge.criteria_invalid", extra={"badge": badge.id, "error": str(error)})
-            continue
-        active.append(ActiveBadge(badge.id, badge.criteria_version, badge.points, criteria))
     return RuleBook(active)
 
 

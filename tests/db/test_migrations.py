@@ -46,3 +46,39 @@ def test_a_database_behind_the_code_refuses_to_start_without_auto_upgrade(tmp_pa
     upgrade(database)
     ensure_schema(database, auto_upgrade=False)
     database.dispose()
+
+
+def test_rows_written_before_the_rules_engine_survive_its_migration(empty_database_url: str) -> None:
+    database = Database(empty_database_url)
+    upgrade(database, "0001")
+    with database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO badges (id, name, description, image, tags, criteria, created_at, updated_at)"
+                " VALUES ('b', 'B', 'd', 'b.svg', '[]', '{}', :now, :now)"
+            ),
+            {"now": "2026-11-01 09:00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO learners (id, platform, lms_user_id, created_at) VALUES (1, 'demo', '42', :now)"
+            ),
+            {"now": "2026-11-01 09:00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO awards (learner_id, badge_id, tier, criteria_version, awarded_at)"
+                " VALUES (1, 'b', '', 1, :now)"
+            ),
+            {"now": "2026-11-01 09:00:00"},
+        )
+    upgrade(database)
+    with database.engine.connect() as connection:
+        award = connection.execute(text("SELECT event_ids, earned_at, awarded_at, points FROM awards")).one()
+        learner = connection.execute(text("SELECT pseudonym, leaderboard_opt_out FROM learners")).one()
+        badge = connection.execute(text("SELECT tiers, prerequisites, source FROM badges")).one()
+    database.dispose()
+    assert award.earned_at == award.awarded_at and award.points == 0
+    assert award.event_ids in ([], "[]")
+    assert learner.pseudonym and not learner.leaderboard_opt_out
+    assert badge.source == "file" and badge.tiers in ([], "[]")

@@ -65,8 +65,9 @@ def test_with_achievements_off_progress_is_kept_and_the_sweep_awards_later(
     drain(Worker(database, off))
     assert awards_of(database) == []
     assert progress_values(database, "welcome") == {"42": 1.0}
-    assert award_sweep(database, points_per_badge=1) == 1
-    assert award_sweep(database, points_per_badge=1) == 0
+    on = make_settings(database_url, tmp_path, points_per_badge=1)
+    assert award_sweep(database, on) == 1
+    assert award_sweep(database, on) == 0
     assert awards_of(database) == [("42", "welcome")]
     with database.read() as session:
         assert session.scalar(select(Learner.points)) == 5 + 1  # the welcome template's points
@@ -90,7 +91,12 @@ def test_changed_criteria_get_a_new_version_and_progress_is_replayed(
     drain(Worker(database, settings))
 
     count_badge_template(tmp_path / "t", "logins", "login", 4)
-    sync_templates(database, load_template_files(tmp_path / "t", settings.track_event_types).templates)
+    sync_templates(
+        database,
+        load_template_files(
+            tmp_path / "t", settings.track_event_types, settings.badge_level_threshold
+        ).templates,
+    )
     with database.read() as session:
         assert session.get(Badge, "logins").criteria_version == 2  # type: ignore[union-attr]
     store(database, learning_event("l3"))
@@ -103,7 +109,10 @@ def test_a_template_sync_without_changes_keeps_the_version(database: Database, s
     from bridge.services.badges import shipped_templates_dir
 
     sync_templates(
-        database, load_template_files(shipped_templates_dir(), settings.track_event_types).templates
+        database,
+        load_template_files(
+            shipped_templates_dir(), settings.track_event_types, settings.badge_level_threshold
+        ).templates,
     )
     with database.read() as session:
         assert {b.criteria_version for b in session.scalars(select(Badge))} == {1}

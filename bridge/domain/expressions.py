@@ -1,0 +1,69 @@
+"""Filter expressions over learning events, compiled once with rule-engine and never ``eval``-ed.
+
+rule-engine is a small, non-Turing-complete language (comparisons, boolean logic, ``in``, regular
+expressions) with a type checker: a misspelt name or a string compared with a number is an error when
+the template loads, not when an event arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import rule_engine
+
+_TYPES = {
+    "kind": rule_engine.DataType.STRING,
+    "course": rule_engine.DataType.STRING,
+    "item": rule_engine.DataType.STRING,
+    "platform": rule_engine.DataType.STRING,
+    "learner": rule_engine.DataType.STRING,
+    "score": rule_engine.DataType.FLOAT,
+    "data": rule_engine.DataType.MAPPING(rule_engine.DataType.STRING),
+}
+FILTER_NAMES = tuple(_TYPES)
+
+_CONTEXT = rule_engine.Context(type_resolver=rule_engine.type_resolver_from_dict(_TYPES))
+
+
+class ExpressionError(ValueError):
+    pass
+
+
+class EventFilter:
+    """A compiled expression; ``matches`` is False when it cannot be evaluated for an event."""
+
+    __slots__ = ("_rule", "text")
+
+    def __init__(self, text: str) -> None:
+        if not text.strip():
+            raise ExpressionError("empty expression")
+        try:
+            self._rule = rule_engine.Rule(text, context=_CONTEXT)
+        except rule_engine.errors.SymbolResolutionError as error:
+            raise ExpressionError(
+                f"unknown name {error.symbol_name!r}; expected one of {', '.join(FILTER_NAMES)}"
+            ) from None
+        except rule_engine.errors.RuleSyntaxError as error:
+            token = getattr(error.token, "value", None)
+            where = f" at {token!r}" if token is not None else " (incomplete expression)"
+            raise ExpressionError(f"syntax error{where}") from None
+        except rule_engine.errors.EngineError as error:
+            raise ExpressionError(error.message) from None
+        self.text = text
+
+    def matches(self, context: Mapping[str, Any]) -> bool:
+        try:
+            return bool(self._rule.matches(context))
+        except rule_engine.errors.EngineError:
+            # e.g. ``score >= 0.9`` on an event without a score, or a ``data`` key it does not carry.
+            return False
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EventFilter) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"EventFilter({self.text!r})"
