@@ -15,13 +15,16 @@ from bridge import metrics
 from bridge.bootstrap import open_database
 from bridge.db.engine import Database
 from bridge.services.api_keys import ApiKeyVerifier
+from bridge.services.badge_admin import BadgeAdmin
 from bridge.services.ingest import Inbox
+from bridge.services.manual_awards import ManualAwards
 from bridge.services.queue import QueueStats, queue_stats
 from bridge.settings import Settings
 from bridge.web.api import api
 from bridge.web.context import Services
 from bridge.web.errors import register_error_handlers
 from bridge.web.ops import ops
+from bridge.web.rules_api import rules_api
 
 log = logging.getLogger("bridge.http")
 _QUIET_PATHS = frozenset({"/healthz", "/metrics"})
@@ -61,10 +64,13 @@ def create_app(settings: Settings, database: Database | None = None) -> Flask:
         inbox=Inbox(database),
         api_keys=ApiKeyVerifier(database),
         queue_collector=metrics.QueueCollector(read_queue_stats),
+        badge_admin=BadgeAdmin(database, settings),
+        manual_awards=ManualAwards(database, settings),
     )
     register_error_handlers(app)
     app.register_blueprint(ops)
     app.register_blueprint(api)
+    app.register_blueprint(rules_api)
     _observe_requests(app)
     return app
 

@@ -227,3 +227,15 @@ def api_keys_revoke(ctx: _Context, name: str) -> None:
     if not revoke_key(ctx.database(), name):
         raise click.ClickException(f"no active API key named {name!r}")
     click.echo(f"revoked {name}")
+
+
+
+def _register_more_commands() -> None:
+    # Imported here: those modules build on this one's context and options.
+    from bridge.cli_rules import COMMANDS as RULES_COMMANDS
+
+    for command in RULES_COMMANDS:
+        main.add_command(command)
+
+
+_register_more_commands()

@@ -39,6 +39,8 @@ class Earned:
     earned_at: datetime
     needs_approval: bool
     points: int  # what the award adds to the learner's points
+    granted_by: str | None = None  # who awarded it by hand; None for the rules
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,8 @@ class LearnerLedger:
     held: set[str]  # badges with an award that is not revoked: what prerequisites look at
     requested: set[tuple[str, str]]  # (badge, tier) already in the approval queue, whatever its decision
     policy: AwardPolicy
+    # False for a learner first seen in this batch: no earlier events, so a missing record means zero.
+    has_history: bool = True
     load: Loader = lambda _badge_id: None
     dirty: set[str] = field(default_factory=set)
     earned: list[Earned] = field(default_factory=list)
@@ -80,7 +84,10 @@ class LearnerLedger:
         event = facts.event
         for badge in rules.for_kind(event.kind):
             record = self.record(badge.id)
-            if record is not None and record.criteria_version != badge.criteria_version:
+            stale = record is not None and record.criteria_version != badge.criteria_version
+            if stale or (record is None and self.has_history):
+                # New criteria, or a badge the learner has no record of although they have history
+                # (it was created after their earlier events): rebuild from everything they did.
                 state: Mapping[str, Any] = {}
                 started: datetime | None = None
                 for past in history(badge):
@@ -108,6 +115,27 @@ class LearnerLedger:
             if record is not None and record.criteria_version == badge.criteria_version:
                 self._earn(badge, record.progress, rules, None, now)
         self._points_changed(rules, None, now)
+
+    def grant(
+        self, badge: ActiveBadge, tier: Tier, rules: RuleBook, at: datetime, granted_by: str, reason: str
+    ) -> Earned:
+        """Award by hand (an instructor, or an approval): no criteria, prerequisite or approval check.
+
+        What the award unlocks (dependants, point levels) follows the rules as usual.
+        """
+        key = (badge.id, tier.name)
+        if key in self.awarded:
+            raise ValueError(f"{badge.id}{'/' + tier.name if tier.name else ''} is already awarded")
+        points = tier.points + self.policy.points_per_badge
+        earned = Earned(badge, tier, None, at, False, points, granted_by, reason)
+        self.awarded.add(key)
+        self.held.add(badge.id)
+        self.points += points
+        self.earned.append(earned)
+        self._unlock(badge.id, rules, None, at)
+        if points:
+            self._points_changed(rules, None, at)
+        return earned
 
     def snapshot(self) -> tuple[Any, ...]:
         return (

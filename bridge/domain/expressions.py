@@ -23,7 +23,11 @@ _TYPES = {
 }
 FILTER_NAMES = tuple(_TYPES)
 
-_CONTEXT = rule_engine.Context(type_resolver=rule_engine.type_resolver_from_dict(_TYPES))
+# data['name'], not data.name: rule-engine 5 deprecates attribute access on mappings (gone in 6), and
+# with it off a template using it is refused when it loads instead of breaking on an upgrade.
+_CONTEXT = rule_engine.Context(
+    type_resolver=rule_engine.type_resolver_from_dict(_TYPES), mapping_attribute_lookup=False
+)
 
 
 class ExpressionError(ValueError):
@@ -49,7 +53,10 @@ class EventFilter:
             where = f" at {token!r}" if token is not None else " (incomplete expression)"
             raise ExpressionError(f"syntax error{where}") from None
         except rule_engine.errors.EngineError as error:
-            raise ExpressionError(error.message) from None
+            message = error.message
+            if "attribute access on a MAPPING" in message:
+                message = "read event data as data['name'], not data.name"
+            raise ExpressionError(message) from None
         self.text = text
 
     def matches(self, context: Mapping[str, Any]) -> bool:

@@ -10,7 +10,7 @@ these plain rows do not need).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -73,7 +73,7 @@ def event_rows(session: Session, ids: Sequence[int]) -> list[Row[Any]]:
 
 
 @dataclass
-class _Learner:
+class LearnerContext:
     id: int
     key: tuple[str, str]
     ledger: LearnerLedger
@@ -95,7 +95,7 @@ class EventProcessor:
         rules = self._rules.current(session)
         facts = [(row.id, EventFacts(to_learning_event(row), self._zone)) for row in rows]
         keys = sorted({(f.event.platform, f.event.learner) for _, f in facts})
-        learners = self._lock_learners(session, keys, rules, {f.event.kind for _, f in facts})
+        learners = self.lock_learners(session, keys, rules, {f.event.kind for _, f in facts})
         failures: dict[int, Exception] = {}
         now = utcnow()
         for event_id, event_facts in facts:
@@ -109,7 +109,7 @@ class EventProcessor:
                 continue
             learner.seen.append((event_id, event_facts))
         self._write_course_members(session, learners, [f for i, f in facts if i not in failures], now)
-        awards, approvals = self._write_effects(session, learners.values(), now)
+        awards, approvals = self.write_effects(session, learners.values(), now)
         return BatchResult(failures, awards, approvals)
 
     def settle(self, session: Session, learner_ids: Sequence[int]) -> BatchResult:
@@ -120,16 +120,16 @@ class EventProcessor:
             .where(Learner.id.in_(learner_ids))
             .order_by(Learner.platform, Learner.lms_user_id)
         ).all()
-        learners = self._lock_learners(session, [tuple(r) for r in rows], rules, set(), create=False)
+        learners = self.lock_learners(session, [tuple(r) for r in rows], rules, set(), create=False)
         now = utcnow()
         for learner in learners.values():
             learner.ledger.settle(rules, now)
-        awards, approvals = self._write_effects(session, learners.values(), now)
+        awards, approvals = self.write_effects(session, learners.values(), now)
         return BatchResult({}, awards, approvals)
 
     # --- reading ---------------------------------------------------------------------------------
 
-    def _lock_learners(
+    def lock_learners(
         self,
         session: Session,
         keys: Sequence[tuple[str, str]],
@@ -137,13 +137,21 @@ class EventProcessor:
         kinds: set[str],
         *,
         create: bool = True,
-    ) -> dict[tuple[str, str], _Learner]:
+    ) -> dict[tuple[str, str], LearnerContext]:
         """Each learner's row, locked, with the records the batch will touch.
 
         The learner row serialises evaluation per learner across workers (PostgreSQL). The rows are
         locked in (platform, learner) order, so two workers take these locks in the same order.
         """
+        new: set[tuple[str, str]] = set()
         if create and keys:
+            known = session.execute(
+                select(Learner.platform, Learner.lms_user_id).where(
+                    tuple_(Learner.platform, Learner.lms_user_id).in_(keys)
+                )
+            )
+            new = set(keys) - {(row.platform, row.lms_user_id) for row in known}
+        if new:
             session.connection().execute(
                 insert_ignoring_conflicts(self._dialect, Learner.__table__),
                 [
@@ -154,7 +162,7 @@ class EventProcessor:
                         "pseudonym": new_pseudonym(),
                         "created_at": utcnow(),
                     }
-                    for p, u in keys
+                    for p, u in sorted(new)
                 ],
             )
         query = (
@@ -207,9 +215,10 @@ class EventProcessor:
                 held=held[row.id],
                 requested=requested[row.id],
                 policy=self._policy,
+                has_history=(row.platform, row.lms_user_id) not in new,
                 load=lambda badge_id, learner=row: self._load_record(session, rules, learner, badge_id),
             )
-            learners[(row.platform, row.lms_user_id)] = _Learner(
+            learners[(row.platform, row.lms_user_id)] = LearnerContext(
                 row.id, (row.platform, row.lms_user_id), ledger, []
             )
         return learners
@@ -223,7 +232,7 @@ class EventProcessor:
         ).one_or_none()
         return None if row is None else _record(rules, row, learner.points)
 
-    def _history(self, session: Session, learner: _Learner, badge: ActiveBadge) -> list[EventFacts]:
+    def _history(self, session: Session, learner: LearnerContext, badge: ActiveBadge) -> list[EventFacts]:
         """The learner's events before the current one that ``badge`` listens to, oldest first."""
         platform, lms_user_id = learner.key
         stored = session.execute(
@@ -242,8 +251,8 @@ class EventProcessor:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def _write_effects(
-        self, session: Session, learners: Iterable[_Learner], now: datetime
+    def write_effects(
+        self, session: Session, learners: Collection[LearnerContext], now: datetime
     ) -> tuple[list[AwardMade], int]:
         progress_rows, point_rows, award_rows, approval_rows, made_for = [], [], [], [], []
         for learner in learners:
@@ -267,6 +276,7 @@ class EventProcessor:
             for earned in ledger.earned:
                 row = _earned_row(learner, earned)
                 if earned.needs_approval:
+                    del row["granted_by"], row["reason"]
                     approval_rows.append(row | {"status": "pending", "requested_at": now})
                     continue
                 award_rows.append(
@@ -314,7 +324,7 @@ class EventProcessor:
             learner.ledger.earned.clear()
         return made, len(approval_rows)
 
-    def _evidence(self, session: Session, learner: _Learner, earned: Earned) -> list[int]:
+    def _evidence(self, session: Session, learner: LearnerContext, earned: Earned) -> list[int]:
         """The events that earned it, latest first: those its requirements accept, until it was earned."""
         kinds = earned.badge.criteria.kinds
         if not kinds:
@@ -347,7 +357,7 @@ class EventProcessor:
     def _write_course_members(
         self,
         session: Session,
-        learners: dict[tuple[str, str], _Learner],
+        learners: dict[tuple[str, str], LearnerContext],
         facts: list[EventFacts],
         now: datetime,
     ) -> None:
@@ -402,7 +412,7 @@ def _record(rules: RuleBook, row: Any, points: int) -> BadgeRecord | None:
     )
 
 
-def _earned_row(learner: _Learner, earned: Earned) -> dict[str, Any]:
+def _earned_row(learner: LearnerContext, earned: Earned) -> dict[str, Any]:
     event_id = None
     if earned.event is not None:
         event_id = next(i for i, f in learner.seen if f.event is earned.event)
@@ -414,4 +424,6 @@ def _earned_row(learner: _Learner, earned: Earned) -> dict[str, Any]:
         "event_id": event_id,
         "course": earned.event.course if earned.event is not None else None,
         "earned_at": earned.earned_at,
+        "granted_by": earned.granted_by,
+        "reason": earned.reason,
     }

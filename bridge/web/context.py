@@ -9,7 +9,9 @@ from flask import current_app
 from bridge.db.engine import Database
 from bridge.metrics import QueueCollector
 from bridge.services.api_keys import ApiKeyVerifier
+from bridge.services.badge_admin import BadgeAdmin
 from bridge.services.ingest import Inbox
+from bridge.services.manual_awards import ManualAwards
 from bridge.settings import Settings
 
 
@@ -20,6 +22,8 @@ class Services:
     inbox: Inbox
     api_keys: ApiKeyVerifier
     queue_collector: QueueCollector
+    badge_admin: BadgeAdmin
+    manual_awards: ManualAwards
 
 
 def services() -> Services:

@@ -8,6 +8,8 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from bridge.services.errors import ServiceError
+
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +42,10 @@ def register_error_handlers(app: Flask) -> None:
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="badge-bridge"'
         return response, status
+
+    @app.errorhandler(ServiceError)
+    def _service_error(error: ServiceError) -> tuple[Response, int]:
+        return error_response(error.status, error.code, error.message)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> tuple[Response, int]:

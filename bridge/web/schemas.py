@@ -31,3 +31,31 @@ class EventBatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     events: Annotated[list[EventIn], Field(min_length=1, max_length=1000)]
+
+
+class ManualAwardIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, str_strip_whitespace=True)
+
+    platform: Annotated[str, Field(min_length=1, max_length=64)]
+    learner: Text
+    badge: Annotated[str, Field(min_length=1, max_length=64)]
+    tier: Annotated[str, Field(max_length=16)] = ""
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class EnabledIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool

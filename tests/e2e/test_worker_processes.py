@@ -16,7 +16,7 @@ from tests.conftest import make_settings, on_postgres, process_env, write_config
 from tests.e2e.processes import BADGE_BRIDGE, kill_hard, running, wait_until
 from tests.helpers import awards_of, count_badge_template, learning_event, progress_values, statuses
 
-# A real worker whose pipeline stops in the middle of its first batch, after its effects are flushed
+# A real worker whose pipeline stops in the middle of its first batch, after its effects are written
 # to the database but before the batch commits, and waits there to be killed.
 STOPS_MID_BATCH = """
 import sys, time
@@ -27,21 +27,17 @@ from bridge.services.processing import EventProcessor
 from bridge.settings import load_settings
 from bridge.worker import Worker
 
-marker, stop_after = Path(sys.argv[1]), int(sys.argv[2])
+marker = Path(sys.argv[1])
 settings = load_settings()
 database = open_database(settings)
 processor = EventProcessor(database, settings, RuleBookCache(settings.track_event_types, 60))
-processed = 0
 
-def pipeline(session, event):
-    global processed
-    made = processor(session, event)
-    processed += 1
-    if processed == stop_after:
-        session.flush()
-        marker.write_text("mid-batch")
-        time.sleep(600)
-    return made
+def pipeline(session, events):
+    result = processor.process(session, events)
+    session.flush()
+    marker.write_text("mid-batch")
+    time.sleep(600)
+    return result
 
 Worker(database, settings, pipeline=pipeline).run_once()
 """
@@ -80,7 +76,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_awards_nothing_twice(
     database = setup(database_url, tmp_path, learners=30, per_learner=10, extra="[worker]\nbatch_size = 100")
     env = process_env(tmp_path / "c.toml")
     marker = tmp_path / "marker"
-    command = [sys.executable, "-c", STOPS_MID_BATCH, str(marker), "50"]
+    command = [sys.executable, "-c", STOPS_MID_BATCH, str(marker)]
     with running(command, env, tmp_path / "killed.log") as victim:
         wait_until(marker.exists, 30, "the worker to reach the middle of its batch")
         kill_hard(victim)

@@ -1,0 +1,112 @@
+"""A learner's progress on every active badge, for the REST API, the CLI and (later) the LTI views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from bridge.clock import utcnow
+from bridge.db.engine import Database
+from bridge.db.models import Approval, Award, Badge, Learner, Progress
+from bridge.domain.progress_text import describe
+from bridge.services.badges import load_rulebook
+from bridge.services.errors import NotFound
+from bridge.settings import Settings
+
+
+@dataclass(frozen=True)
+class NextTier:
+    name: str
+    target: float
+    remaining: float
+
+
+@dataclass(frozen=True)
+class BadgeProgressView:
+    badge_id: str
+    name: str
+    image: str
+    value: float
+    target: float
+    fraction: float
+    complete: bool
+    tier: str
+    next_tier: NextTier | None
+    sentence: str
+    awarded_tiers: list[str]  # '' for an untiered badge
+    awarded_at: datetime | None  # of the latest award
+    pending_approval: bool
+    locked_by: list[str]  # prerequisites the learner does not hold yet
+
+
+def learner_progress(
+    database: Database, settings: Settings, platform: str, lms_user_id: str
+) -> list[BadgeProgressView]:
+    """Every enabled badge, earned or not; a learner with no events yet has zero progress everywhere."""
+    if settings.platform(platform) is None:
+        raise NotFound(f"platform {platform!r} is not configured", "unknown_platform")
+    today = utcnow().astimezone(settings.zone).date().toordinal()
+    with database.read() as session:
+        rules = load_rulebook(session, settings.track_event_types)
+        learner = session.execute(
+            select(Learner.id, Learner.points).where(
+                Learner.platform == platform, Learner.lms_user_id == lms_user_id
+            )
+        ).one_or_none()
+        states, awards, pending = {}, {}, set()
+        if learner is not None:
+            states = {
+                row.badge_id: (row.criteria_version, row.state)
+                for row in session.execute(
+                    select(Progress.badge_id, Progress.criteria_version, Progress.state).where(
+                        Progress.learner_id == learner.id
+                    )
+                )
+            }
+            for award in session.execute(
+                select(Award.badge_id, Award.tier, Award.awarded_at)
+                .where(Award.learner_id == learner.id, Award.revoked_at.is_(None))
+                .order_by(Award.awarded_at)
+            ):
+                awards.setdefault(award.badge_id, []).append((award.tier, award.awarded_at))
+            pending = set(
+                session.scalars(
+                    select(Approval.badge_id).where(
+                        Approval.learner_id == learner.id, Approval.status == "pending"
+                    )
+                )
+            )
+        images = dict(session.execute(select(Badge.id, Badge.image).where(Badge.enabled)).all())
+        titles = dict(session.execute(select(Badge.id, Badge.name).where(Badge.enabled)).all())
+    points = learner.points if learner is not None else 0
+    views = []
+    for badge in rules.badges:
+        version, state = states.get(badge.id, (badge.criteria_version, {}))
+        if version != badge.criteria_version:
+            state = {}  # criteria changed since: rebuilt on the learner's next event
+        progress = badge.criteria.progress(state, points)
+        earned = awards.get(badge.id, [])
+        upcoming = progress.next_tier
+        views.append(
+            BadgeProgressView(
+                badge_id=badge.id,
+                name=titles.get(badge.id, badge.id),
+                image=images.get(badge.id, ""),
+                value=progress.value,
+                target=progress.target,
+                fraction=round(progress.fraction, 4),
+                complete=progress.complete,
+                tier=progress.tier,
+                next_tier=None
+                if upcoming is None
+                else NextTier(upcoming.name, upcoming.target, upcoming.target - progress.value),
+                sentence=describe(progress, today),
+                awarded_tiers=[tier for tier, _ in earned],
+                awarded_at=earned[-1][1] if earned else None,
+                pending_approval=badge.id in pending,
+                locked_by=[b for b in badge.prerequisites if b not in awards],
+            )
+        )
+    return views
