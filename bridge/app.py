@@ -24,6 +24,7 @@ from bridge.web.api import api
 from bridge.web.context import Services
 from bridge.web.errors import register_error_handlers
 from bridge.web.ops import ops
+from bridge.web.reports import reports
 from bridge.web.rules_api import rules_api
 
 log = logging.getLogger("bridge.http")
@@ -70,6 +71,7 @@ def create_app(settings: Settings, database: Database | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(ops)
     app.register_blueprint(api)
+    app.register_blueprint(reports)
     app.register_blueprint(rules_api)
     _observe_requests(app)
     return app

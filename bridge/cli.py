@@ -229,12 +229,12 @@ def api_keys_revoke(ctx: _Context, name: str) -> None:
     click.echo(f"revoked {name}")
 
 
-
 def _register_more_commands() -> None:
     # Imported here: those modules build on this one's context and options.
+    from bridge.cli_reports import analytics, leaderboard
     from bridge.cli_rules import COMMANDS as RULES_COMMANDS
 
-    for command in RULES_COMMANDS:
+    for command in (*RULES_COMMANDS, leaderboard, analytics):
         main.add_command(command)
 
 

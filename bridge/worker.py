@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from bridge import metrics
@@ -32,6 +32,8 @@ from bridge.settings import Settings, WorkerSettings
 
 log = logging.getLogger(__name__)
 EVENTS = Event.__table__
+# Errors a statement raises because of the values it was given: those can be traced to one event.
+_STATEMENT_ERRORS = (IntegrityError, DataError)
 
 Pipeline = Callable[[Session, Sequence[Any]], BatchResult]
 
@@ -64,11 +66,10 @@ class Worker:
         started = time.perf_counter()
         try:
             claimed, outcomes, awards = self._run_batch(isolated=False)
-        except DBAPIError as error:
-            if isinstance(error, OperationalError) or error.connection_invalidated:
-                raise  # the database, not the events: retry the whole batch, charging no attempt
+        except _STATEMENT_ERRORS as error:
             # One of the events makes a statement fail (too long a value, say). Find it: run the batch
-            # again one event at a time, each in its own savepoint.
+            # again one event at a time, each in its own savepoint. Any other database error is the
+            # database's, not the events': it propagates, and the batch is retried, charging no attempt.
             log.warning("batch.isolating", extra={"worker": self.name, "error": str(error)[:500]})
             claimed, outcomes, awards = self._run_batch(isolated=True)
         # Counted only once committed: a rolled-back batch made no awards.
@@ -107,9 +108,7 @@ class Worker:
                     try:
                         with session.begin_nested():
                             result = self._pipeline(session, [event])
-                    except (OperationalError, DBAPIError) as error:
-                        if isinstance(error, OperationalError) or error.connection_invalidated:
-                            raise
+                    except _STATEMENT_ERRORS as error:
                         failures[event.id] = error
                         continue
                     failures.update(result.failures)

@@ -38,9 +38,7 @@ def test_badges_check_names_each_bad_file_key_and_reason_and_exits_1(tmp_path: P
         '[[criteria.groups]]\n[[criteria.groups.requirements]]\nkinds = ["login"]\ntarget = 1\n'
     )
     config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path / 'unused.sqlite3'}", tmp_path)
-    result = CliRunner().invoke(
-        main, ["--config", str(config), "badges", "check", str(folder)]
-    )
+    result = CliRunner().invoke(main, ["--config", str(config), "badges", "check", str(folder)])
     assert result.exit_code == 1
     assert (
         "welcome.toml: criteria.groups[0].requirements[0].kinds: unknown event kind 'teleport'"

@@ -38,9 +38,15 @@ class Requirement:
         return facts.event.kind in self.kinds and (self.filter is None or self.filter.matches(facts.context))
 
     def advance(self, state: Any, facts: EventFacts) -> Any:
-        """The state after a matching event (``state`` is None before the first)."""
+        """The state after a matching event (``state`` is None before the first).
+
+        A met requirement keeps its state: its value is capped at the target, so nothing more can show,
+        and nothing needs writing.
+        """
         aggregate = self.aggregate
         assert aggregate is not None
+        if state is not None and self.measure(state, 0) >= self.target:
+            return state
         if isinstance(aggregate, Streak):
             value: Any = facts.day
         elif self.field is not None:

@@ -1,0 +1,548 @@
+"""A learner's ledger: progress records, awards, approvals and points as their events are observed.
+
+badge_templates/README.md, "Progress, precisely": a badge is awarded when it is complete (for tiers: each
+tier reached), the learner holds its prerequisites, achievements are enabled and it does not require
+approval; awards are never taken back by later events, only revoked by a person.
+"""
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bridge.domain.aggregates import Count, EventFacts, Max
+from bridge.domain.criteria import Criteria, Requirement, Tier
+from bridge.domain.evaluation import AwardPolicy, BadgeRecord, Earned, LearnerLedger
+from bridge.domain.events import LearningEvent
+from bridge.domain.rules import ActiveBadge, RuleBook
+from bridge.domain.templates import level_tiers
+
+NOW = datetime(2026, 11, 2, 12, tzinfo=UTC)
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+_keys = iter(range(1_000_000))
+
+
+def facts(kind: str = "login", *, day: int = 0, **fields: Any) -> EventFacts:
+    """A new event (its own event_key) of ``kind``, ``day`` days after NOW."""
+    event = LearningEvent("demo", f"e{next(_keys)}", kind, "7", NOW + timedelta(days=day), **fields)
+    return EventFacts(event, UTC)
+
+
+def counting(kind: str, target: int = 1, key: str = "r") -> Requirement:
+    return Requirement(key, frozenset({kind}), Count(target), float(target))
+
+
+def badge(
+    badge_id: str,
+    *requirements: Requirement,
+    points: int = 0,
+    version: int = 1,
+    tiers: tuple[Tier, ...] = (),
+    **options: Any,
+) -> ActiveBadge:
+    """A badge of one group: met by any one of ``requirements`` (default: one login)."""
+    group = requirements or (counting("login"),)
+    return ActiveBadge(badge_id, version, points, Criteria(groups=(group,), tiers=tiers), **options)
+
+
+def either_login_or_purchase(badge_id: str, **options: Any) -> ActiveBadge:
+    """Complete on the first login; a purchase afterwards still changes its state."""
+    return badge(badge_id, counting("login", key="a"), counting("purchase", key="b"), **options)
+
+
+def levels(thresholds: list[int], points: int) -> ActiveBadge:
+    """A level badge: tiers on the learner's points, as ``tiers = "badge_level_threshold"`` makes them."""
+    tiers = tuple(Tier(t["name"], float(t["target"]), t["points"]) for t in level_tiers(thresholds, points))
+    on_points = Requirement("p", frozenset(), None, float(thresholds[-1]))
+    return badge("levels", on_points, points=points, tiers=tiers)
+
+
+def ledger(
+    *,
+    points: int = 0,
+    records: dict[str, BadgeRecord] | None = None,
+    awarded: Iterable[tuple[str, str]] = (),
+    held: Iterable[str] = (),
+    requested: Iterable[tuple[str, str]] = (),
+    policy: AwardPolicy = AwardPolicy(),  # noqa: B008 - immutable
+    has_history: bool = False,
+    **options: Any,
+) -> LearnerLedger:
+    """A learner's ledger; by default a learner first seen now (no earlier events, so no history)."""
+    return LearnerLedger(
+        points=points,
+        records=dict(records or {}),
+        awarded=set(awarded),
+        held=set(held),
+        requested=set(requested),
+        policy=policy,
+        has_history=has_history,
+        **options,
+    )
+
+
+def no_history(badge: ActiveBadge) -> list[EventFacts]:
+    raise AssertionError(f"{badge.id}: replayed, but only a stale or missing record of a known learner is")
+
+
+def observe(book: LearnerLedger, rules: RuleBook, *events: EventFacts) -> list[Earned]:
+    """What the events earn, in order."""
+    before = len(book.earned)
+    for one in events:
+        book.observe(one, rules, no_history)
+    return book.earned[before:]
+
+
+def record_of(badge: ActiveBadge, state: dict[str, Any], points: int = 0) -> BadgeRecord:
+    return BadgeRecord(badge.criteria_version, state, badge.criteria.progress(state, points), NOW)
+
+
+def earned(
+    badge: ActiveBadge, tier: Tier, event: EventFacts | None, *, points: int, approval: bool = False
+) -> Earned:
+    at = NOW if event is None else event.event.occurred_at
+    return Earned(badge, tier, None if event is None else event.event, at, approval, points)
+
+
+# --- records ------------------------------------------------------------------------------------------
+
+
+def test_the_first_matching_event_creates_a_record_and_marks_it_dirty() -> None:
+    welcome = badge("welcome", counting("login", 2))
+    book = ledger()
+    login = facts("login", day=1)
+    assert observe(book, RuleBook([welcome]), login) == []
+    record = book.records["welcome"]
+    assert (record.criteria_version, record.state, record.started_at) == (
+        1,
+        {"r": 1},
+        login.event.occurred_at,
+    )
+    assert (record.progress.value, record.progress.target, record.progress.complete) == (1, 2, False)
+    assert book.dirty == {"welcome"}
+
+
+def test_an_event_no_badge_listens_to_leaves_the_ledger_as_it_is() -> None:
+    book = ledger()
+    observe(book, RuleBook([badge("welcome")]), facts("purchase"))
+    assert (book.records, book.dirty, book.earned) == ({}, set(), [])
+
+
+def test_an_event_that_changes_no_state_leaves_the_record_clean() -> None:
+    welcome = badge("welcome", counting("login", 2))
+    book = ledger(
+        records={"welcome": record_of(welcome, {"r": 2})}, awarded={("welcome", "")}, held={"welcome"}
+    )
+    observe(book, RuleBook([welcome]), facts("login"))
+    assert book.dirty == set()
+
+
+def test_a_record_starts_at_its_earliest_event_whatever_the_arrival_order() -> None:
+    welcome = badge("welcome", counting("login", 5))
+    book = ledger()
+    late, early = facts("login", day=3), facts("login", day=1)
+    observe(book, RuleBook([welcome]), late, early)
+    assert book.records["welcome"].started_at == early.event.occurred_at
+
+
+def test_a_record_not_loaded_up_front_is_loaded_on_demand() -> None:
+    welcome = badge("welcome", counting("login", 3))
+    stored = record_of(welcome, {"r": 1})
+    asked: list[str] = []
+    book = ledger(load=lambda badge_id: asked.append(badge_id) or stored)
+    observe(book, RuleBook([welcome]), facts("login"))
+    assert asked == ["welcome"]
+    assert book.records["welcome"].state == {"r": 2}
+
+
+# --- awards -------------------------------------------------------------------------------------------
+
+
+def test_completing_a_badge_awards_it_with_its_points_plus_the_points_per_badge() -> None:
+    welcome = either_login_or_purchase("welcome", points=5)
+    book = ledger(points=3, policy=AwardPolicy(points_per_badge=2))
+    login = facts("login")
+    assert observe(book, RuleBook([welcome]), login) == [earned(welcome, Tier("", 1, 5), login, points=7)]
+    assert (book.points, book.awarded, book.held) == (10, {("welcome", "")}, {"welcome"})
+
+
+def test_a_badge_is_awarded_once_however_many_events_complete_it_again() -> None:
+    welcome = either_login_or_purchase("welcome", points=5)
+    book = ledger()
+    rules = RuleBook([welcome])
+    observe(book, rules, facts("login"))
+    assert observe(book, rules, facts("purchase"), facts("login")) == []
+    assert book.records["welcome"].state == {"a": 1, "b": 1}  # progress still moves
+    assert book.points == 5
+
+
+def test_an_incomplete_badge_earns_nothing() -> None:
+    book = ledger()
+    assert observe(book, RuleBook([badge("regular", counting("login", 3))]), facts(), facts()) == []
+    assert (book.points, book.awarded) == (0, set())
+
+
+# --- tiers --------------------------------------------------------------------------------------------
+
+BRONZE, SILVER, GOLD = Tier("bronze", 2, 1), Tier("silver", 4, 2), Tier("gold", 6, 4)
+
+
+def test_each_tier_is_awarded_once_as_the_learner_reaches_it() -> None:
+    achiever = badge("achiever", counting("assignment_graded", 6), tiers=(BRONZE, SILVER, GOLD))
+    rules = RuleBook([achiever])
+    book = ledger()
+    first, second, third, fourth, fifth = (facts("assignment_graded") for _ in range(5))
+    assert observe(book, rules, first) == []
+    assert observe(book, rules, second) == [earned(achiever, BRONZE, second, points=1)]
+    assert observe(book, rules, third) == []
+    assert observe(book, rules, fourth) == [earned(achiever, SILVER, fourth, points=2)]
+    assert observe(book, rules, fifth) == []
+    assert book.awarded == {("achiever", "bronze"), ("achiever", "silver")}
+    assert book.points == 3
+
+
+def test_reaching_silver_at_once_awards_bronze_and_silver() -> None:
+    tiers = (Tier("bronze", 0.5, 1), Tier("silver", 0.9, 2), Tier("gold", 1.0, 4))
+    best = Requirement("r", frozenset({"quiz_graded"}), Max(), 1.0, "score")
+    scholar = badge("scholar", best, tiers=tiers)
+    book = ledger()
+    quiz = facts("quiz_graded", score=0.95)
+    assert observe(book, RuleBook([scholar]), quiz) == [
+        earned(scholar, tiers[0], quiz, points=1),
+        earned(scholar, tiers[1], quiz, points=2),
+    ]
+    assert book.points == 3
+
+
+# --- prerequisites ------------------------------------------------------------------------------------
+
+READY = badge("course-ready", counting("module_completed"), points=10)
+GRADUATE = badge("course-graduate", counting("course_completed"), points=20, prerequisites=("course-ready",))
+
+
+def test_a_complete_badge_is_not_awarded_while_a_prerequisite_is_missing() -> None:
+    book = ledger()
+    assert observe(book, RuleBook([READY, GRADUATE]), facts("course_completed")) == []
+    assert book.records["course-graduate"].progress.complete
+    assert book.awarded == set()
+
+
+def test_a_complete_dependant_is_awarded_with_its_prerequisite() -> None:
+    book = ledger()
+    rules = RuleBook([GRADUATE, READY])
+    observe(book, rules, facts("course_completed"))
+    module = facts("module_completed")
+    assert observe(book, rules, module) == [
+        earned(READY, Tier("", 1, 10), module, points=10),
+        earned(GRADUATE, Tier("", 1, 20), module, points=20),
+    ]
+    assert book.points == 30
+
+
+def test_a_complete_dependant_not_loaded_up_front_is_loaded_when_its_prerequisite_is_awarded() -> None:
+    stored = record_of(GRADUATE, {"r": 1})
+    book = ledger(load=lambda badge_id: stored if badge_id == "course-graduate" else None)
+    module = facts("module_completed")
+    assert [e.badge.id for e in observe(book, RuleBook([READY, GRADUATE]), module)] == [
+        "course-ready",
+        "course-graduate",
+    ]
+
+
+def test_a_prerequisite_held_from_before_lets_its_dependant_be_awarded_at_once() -> None:
+    book = ledger(awarded={("course-ready", "")}, held={"course-ready"})
+    course = facts("course_completed")
+    assert observe(book, RuleBook([READY, GRADUATE]), course) == [
+        earned(GRADUATE, Tier("", 1, 20), course, points=20)
+    ]
+
+
+def test_any_tier_of_a_prerequisite_counts_as_holding_it() -> None:
+    achiever = badge("achiever", counting("assignment_graded", 6), tiers=(BRONZE, SILVER, GOLD))
+    follower = badge("follower", prerequisites=("achiever",))
+    book = ledger()
+    rules = RuleBook([achiever, follower])
+    observe(book, rules, facts("login"))
+    earned_now = observe(book, rules, facts("assignment_graded"), facts("assignment_graded"))
+    assert [(e.badge.id, e.tier.name) for e in earned_now] == [("achiever", "bronze"), ("follower", "")]
+
+
+# --- revoked awards -----------------------------------------------------------------------------------
+
+
+def test_a_revoked_award_is_never_made_again() -> None:
+    welcome = badge("welcome", points=5)
+    book = ledger(awarded={("welcome", "")}, held=set())  # awarded once, then revoked by a person
+    assert observe(book, RuleBook([welcome]), facts("login")) == []
+    assert book.records["welcome"].progress.complete
+    assert (book.points, book.held) == (0, set())
+
+
+def test_a_revoked_prerequisite_is_not_held() -> None:
+    book = ledger(awarded={("course-ready", "")}, held=set())
+    rules = RuleBook([READY, GRADUATE])
+    assert observe(book, rules, facts("course_completed"), facts("module_completed")) == []
+
+
+# --- approval -----------------------------------------------------------------------------------------
+
+
+def test_a_badge_requiring_approval_is_requested_once_and_adds_no_points() -> None:
+    mentor = either_login_or_purchase("mentor", points=30, requires_approval=True)
+    book = ledger(policy=AwardPolicy(points_per_badge=1))
+    rules = RuleBook([mentor])
+    login = facts("login")
+    assert observe(book, rules, login) == [earned(mentor, Tier("", 1, 30), login, points=31, approval=True)]
+    assert observe(book, rules, facts("purchase")) == []
+    assert (book.requested, book.awarded, book.held, book.points) == ({("mentor", "")}, set(), set(), 0)
+
+
+def test_a_badge_already_in_the_approval_queue_is_not_requested_again() -> None:
+    mentor = badge("mentor", requires_approval=True)
+    book = ledger(requested={("mentor", "")})
+    assert observe(book, RuleBook([mentor]), facts("login")) == []
+
+
+def test_a_badge_waiting_for_approval_does_not_unlock_its_dependants() -> None:
+    mentor = badge("mentor", requires_approval=True)
+    follower = badge("follower", counting("purchase"), prerequisites=("mentor",))
+    book = ledger()
+    earned_now = observe(book, RuleBook([mentor, follower]), facts("purchase"), facts("login"))
+    assert [(e.badge.id, e.needs_approval) for e in earned_now] == [("mentor", True)]
+
+
+# --- achievements disabled ----------------------------------------------------------------------------
+
+
+def test_with_achievements_disabled_progress_is_kept_but_nothing_is_earned() -> None:
+    welcome = badge("welcome", points=5)
+    book = ledger(policy=AwardPolicy(enabled=False))
+    assert observe(book, RuleBook([welcome]), facts("login")) == []
+    assert book.records["welcome"].progress.complete
+    assert (book.points, book.awarded) == (0, set())
+
+
+def test_settling_awards_what_was_completed_while_achievements_were_disabled() -> None:
+    welcome = badge("welcome", points=5)
+    rules = RuleBook([welcome])
+    book = ledger(policy=AwardPolicy(enabled=False))
+    observe(book, rules, facts("login"))
+    book.policy = AwardPolicy(enabled=True, points_per_badge=1)
+    book.settle(rules, NOW)
+    assert book.earned == [earned(welcome, Tier("", 1, 5), None, points=6)]
+    assert book.points == 6
+
+
+def test_settling_awards_a_dependant_listed_before_its_prerequisite() -> None:
+    book = ledger(
+        records={"course-graduate": record_of(GRADUATE, {"r": 1}), "course-ready": record_of(READY, {"r": 1})}
+    )
+    book.settle(RuleBook([GRADUATE, READY]), NOW)
+    assert [e.badge.id for e in book.earned] == ["course-ready", "course-graduate"]
+
+
+def test_settling_skips_a_record_of_an_older_criteria_version() -> None:
+    welcome = badge("welcome", version=2)
+    book = ledger(records={"welcome": record_of(badge("welcome", version=1), {"r": 1})})
+    book.settle(RuleBook([welcome]), NOW)
+    assert book.earned == []
+
+
+# --- points badges ------------------------------------------------------------------------------------
+
+
+def test_an_award_with_points_moves_the_level_badge() -> None:
+    level = levels([10, 20], points=0)
+    quiz = badge("quiz", counting("quiz_graded"), points=12)
+    book = ledger()
+    graded = facts("quiz_graded")
+    assert observe(book, RuleBook([quiz, level]), graded) == [
+        earned(quiz, Tier("", 1, 12), graded, points=12),
+        earned(level, Tier("bronze", 10, 0), graded, points=0),
+    ]
+    record = book.records["levels"]
+    assert (record.progress.value, record.progress.tier) == (12, "bronze")
+    assert "levels" in book.dirty
+
+
+def test_the_level_badge_records_progress_below_its_first_level() -> None:
+    book = ledger()
+    observe(book, RuleBook([badge("welcome", points=4), levels([10, 20], points=0)]), facts("login"))
+    assert book.records["levels"].progress.value == 4
+    assert book.awarded == {("welcome", "")}
+
+
+def test_a_level_badges_own_points_can_reach_the_next_level() -> None:
+    level = levels([10, 15], points=5)
+    quiz = badge("quiz", counting("quiz_graded"), points=12)
+    book = ledger()
+    graded = facts("quiz_graded")
+    assert observe(book, RuleBook([quiz, level]), graded) == [
+        earned(quiz, Tier("", 1, 12), graded, points=12),
+        earned(level, Tier("bronze", 10, 5), graded, points=5),  # 12 + 5 = 17 points: silver
+        earned(level, Tier("silver", 15, 5), graded, points=5),
+    ]
+    assert book.points == 22
+
+
+def test_points_per_badge_count_towards_levels() -> None:
+    book = ledger(policy=AwardPolicy(points_per_badge=10))
+    observe(book, RuleBook([badge("welcome", points=0), levels([10, 100], points=0)]), facts("login"))
+    assert book.awarded == {("welcome", ""), ("levels", "bronze")}
+
+
+# --- criteria versions --------------------------------------------------------------------------------
+
+
+def test_a_record_of_an_older_criteria_version_is_rebuilt_from_the_history_and_the_event() -> None:
+    old = badge("regular", counting("login", 10), version=1)
+    new = badge("regular", counting("login", 3), version=2, points=5)
+    first, second, current = facts("login", day=1), facts("login", day=2), facts("login", day=3)
+    asked: list[ActiveBadge] = []
+
+    def history(for_badge: ActiveBadge) -> list[EventFacts]:
+        asked.append(for_badge)
+        return [first, second, facts("purchase")]
+
+    book = ledger(records={"regular": record_of(old, {"r": 9})})
+    book.observe(current, RuleBook([new]), history)
+    assert asked == [new]
+    record = book.records["regular"]
+    assert (record.criteria_version, record.state, record.started_at) == (
+        2,
+        {"r": 3},
+        first.event.occurred_at,
+    )
+    assert book.earned == [earned(new, Tier("", 3, 5), current, points=5)]
+    assert "regular" in book.dirty
+
+
+def test_a_record_of_an_older_version_is_rebuilt_even_when_the_event_adds_nothing_to_it() -> None:
+    old = badge("regular", counting("login", 2), version=1)
+    new = badge("regular", counting("login", 2), version=2)
+    book = ledger(records={"regular": record_of(old, {"r": 2})})
+    book.observe(facts("login"), RuleBook([new]), lambda _badge: [])
+    assert (book.records["regular"].criteria_version, book.records["regular"].state) == (2, {"r": 1})
+
+
+def test_a_badge_new_to_a_learner_with_earlier_events_is_built_from_their_history() -> None:
+    regular = badge("regular", counting("login", 3), points=5)
+    earlier = [facts("login", day=1), facts("login", day=2)]
+    book = ledger(has_history=True)
+    current = facts("login", day=3)
+    book.observe(current, RuleBook([regular]), lambda _badge: earlier)
+    record = book.records["regular"]
+    assert (record.state, record.started_at) == ({"r": 3}, earlier[0].event.occurred_at)
+    assert book.earned == [earned(regular, Tier("", 3, 5), current, points=5)]
+
+
+def test_a_learner_first_seen_now_has_no_history_to_replay() -> None:
+    book = ledger(has_history=False)
+    observe(book, RuleBook([badge("regular", counting("login", 3))]), facts("login"))  # no replay
+    assert book.records["regular"].state == {"r": 1}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="evaluation.py:194-200 LearnerLedger._points_changed stores a missing record of a badge on "
+    "points and on events as {} at the current version, without replaying the learner's history, so the "
+    "replay never happens",
+)
+def test_a_new_badge_on_points_and_events_counts_the_learners_earlier_events() -> None:
+    veteran = ActiveBadge(
+        "veteran",
+        1,
+        0,
+        Criteria(groups=((Requirement("p", frozenset(), None, 10),), (counting("login", 2),))),
+    )
+    quiz = badge("quiz", counting("quiz_graded"), points=10)
+    earlier_logins = [facts("login", day=1), facts("login", day=2)]
+    book = ledger(has_history=True, records={"quiz": record_of(quiz, {})})
+
+    def history(for_badge: ActiveBadge) -> list[EventFacts]:
+        return earlier_logins if for_badge.id == "veteran" else []
+
+    rules = RuleBook([quiz, veteran])
+    book.observe(facts("quiz_graded", day=3), rules, history)  # 10 points: veteran's points group is met
+    book.observe(facts("login", day=4), rules, history)  # three logins in all
+    assert ("veteran", "") in book.awarded
+
+
+# --- awards by hand -----------------------------------------------------------------------------------
+
+
+def test_a_badge_granted_by_hand_is_awarded_without_its_criteria() -> None:
+    welcome = badge("welcome", counting("login", 5), points=5)
+    book = ledger(policy=AwardPolicy(points_per_badge=1))
+    made = book.grant(welcome, Tier("", 5, 5), RuleBook([welcome]), NOW, "teacher", "helped at the open day")
+    assert made == Earned(welcome, Tier("", 5, 5), None, NOW, False, 6, "teacher", "helped at the open day")
+    assert (book.earned, book.points, book.awarded, book.held) == ([made], 6, {("welcome", "")}, {"welcome"})
+
+
+def test_a_grant_unlocks_complete_dependants_and_moves_the_levels() -> None:
+    book = ledger(records={"course-graduate": record_of(GRADUATE, {"r": 1})})
+    rules = RuleBook([READY, GRADUATE, levels([25], points=0)])
+    book.grant(READY, Tier("", 1, 10), rules, NOW, "teacher", "transfer credit")
+    assert [(e.badge.id, e.tier.name) for e in book.earned] == [
+        ("course-ready", ""),
+        ("course-graduate", ""),
+        ("levels", "bronze"),
+    ]
+
+
+def test_a_badge_cannot_be_granted_twice_even_after_a_revocation() -> None:
+    book = ledger(awarded={("welcome", "")})
+    with pytest.raises(ValueError, match="welcome is already awarded"):
+        book.grant(badge("welcome"), Tier("", 1, 0), RuleBook([]), NOW, "teacher", "again")
+
+
+# --- snapshot and restore -----------------------------------------------------------------------------
+
+
+def test_restoring_a_snapshot_drops_everything_done_after_it() -> None:
+    welcome = badge("welcome", counting("login", 2), points=5)
+    rules = RuleBook([welcome, levels([5], points=0)])
+    book = ledger()
+    observe(book, rules, facts("login"))
+    saved = book.snapshot()
+    before = (
+        book.points,
+        dict(book.records),
+        set(book.awarded),
+        set(book.held),
+        set(book.dirty),
+        list(book.earned),
+    )
+    assert observe(book, rules, facts("login"))  # awards welcome, then the level badge
+    book.restore(saved)
+    after = (book.points, book.records, book.awarded, book.held, book.dirty, book.earned)
+    assert after == before
+
+
+def test_restoring_a_snapshot_drops_an_approval_request() -> None:
+    rules = RuleBook([badge("mentor", requires_approval=True)])
+    book = ledger()
+    saved = book.snapshot()
+    observe(book, rules, facts("login"))
+    book.restore(saved)
+    assert (book.requested, book.earned, book.records) == (set(), [], {})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="evaluation.py:147 LearnerLedger.restore() adopts the snapshot's own dict and sets, so what "
+    "is done after a restore is written into the snapshot, and restoring it a second time keeps it",
+)
+def test_a_snapshot_can_be_restored_more_than_once() -> None:
+    rules = RuleBook([badge("welcome", points=5)])
+    book = ledger()
+    saved = book.snapshot()
+    observe(book, rules, facts("login"))
+    book.restore(saved)
+    observe(book, rules, facts("login"))
+    book.restore(saved)
+    assert (book.points, book.awarded, book.records) == (0, set(), {})
