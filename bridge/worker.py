@@ -159,7 +159,7 @@ class Worker:
         )
         if not self._database.is_sqlite:
             query = query.with_for_update(skip_locked=True)
-        return list(session.execute(query))
+        return list(session.connection().execute(query))
 
     def _failure(self, event: Any, error: Exception, now: datetime) -> tuple[str, dict[str, Any]]:
         attempts = event.attempts + 1

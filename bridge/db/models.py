@@ -141,6 +141,9 @@ class Badge(Base):
     points: Mapped[int] = mapped_column(Integer, server_default="0")
     criteria: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
     criteria_version: Mapped[int] = mapped_column(Integer, server_default="1")
+    # When this criteria version took effect: learners first seen later were never evaluated under an
+    # older one, so a missing progress row means no progress, with no history to replay.
+    criteria_since: Mapped[datetime] = mapped_column(UTCDateTime)
     tiers: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument)
     prerequisites: Mapped[list[str]] = mapped_column(JsonDocument)
     requires_approval: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
@@ -165,6 +168,8 @@ class Progress(Base):
     value: Mapped[float] = mapped_column(Float)
     target: Mapped[float] = mapped_column(Float)
     complete: Mapped[bool] = mapped_column(Boolean)
+    # Every requirement met: no event can change it, so the evaluator need not even read its state.
+    saturated: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     tier: Mapped[str] = mapped_column(String(16), server_default="")
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the first counted event
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

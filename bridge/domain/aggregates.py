@@ -8,10 +8,10 @@ capped at the target: once it is reached, further events leave the state as it i
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, tzinfo
-from functools import cached_property
 from typing import Any, Protocol
 
 from bridge.domain.events import LearningEvent
@@ -20,19 +20,41 @@ MICRO = 1_000_000  # sums are kept in millionths, as integers, so that their ord
 
 
 class EventFacts:
-    """One event as the rules see it: its fields, local calendar position and filter context."""
+    """One event as the rules see it: its fields, local calendar position and filter context.
+
+    Computed once per event and shared by every badge that looks at it; the calendar position only
+    when a streak or window asks for it.
+    """
+
+    __slots__ = ("_day", "_local_date", "_zone", "context", "event")
 
     def __init__(self, event: LearningEvent, zone: tzinfo) -> None:
         self.event = event
         self._zone = zone
+        self._local_date: date | None = None
+        self._day = 0
+        self.context: Mapping[str, Any] = {
+            "kind": event.kind,
+            "course": event.course,
+            "item": event.item,
+            "platform": event.platform,
+            "learner": event.learner,
+            "score": event.score,
+            "data": event.data,
+        }
 
-    @cached_property
+    @property
     def local_date(self) -> date:
-        return self.event.occurred_at.astimezone(self._zone).date()
+        if self._local_date is None:
+            self._local_date = self.event.occurred_at.astimezone(self._zone).date()
+            self._day = self._local_date.toordinal()
+        return self._local_date
 
-    @cached_property
+    @property
     def day(self) -> int:
-        return self.local_date.toordinal()
+        if self._local_date is None:
+            self.local_date  # noqa: B018 - computes both
+        return self._day
 
     @property
     def week(self) -> int:
@@ -42,19 +64,6 @@ class EventFacts:
     @property
     def month(self) -> int:
         return self.local_date.year * 12 + self.local_date.month - 1
-
-    @cached_property
-    def context(self) -> Mapping[str, Any]:
-        event = self.event
-        return {
-            "kind": event.kind,
-            "course": event.course,
-            "item": event.item,
-            "platform": event.platform,
-            "learner": event.learner,
-            "score": event.score,
-            "data": event.data,
-        }
 
     def field(self, name: str) -> Any:
         """The value of a measured field, or None when the event does not carry it."""
@@ -77,7 +86,10 @@ class Aggregate(Protocol):
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A finite number, or None: booleans, text, infinities and NaN are not measured."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)

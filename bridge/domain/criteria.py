@@ -8,10 +8,10 @@ per event, so the cost of an event does not depend on the learner's history.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
-from bridge.domain.aggregates import Aggregate, EventFacts, Streak, Window
+from bridge.domain.aggregates import Aggregate, EventFacts, Window
 from bridge.domain.expressions import EventFilter
 
 State = Mapping[str, Any]
@@ -47,7 +47,7 @@ class Requirement:
         assert aggregate is not None
         if state is not None and self.measure(state, 0) >= self.target:
             return state
-        if isinstance(aggregate, Streak):
+        if aggregate.name == "streak":
             value: Any = facts.day
         elif self.field is not None:
             value = facts.field(self.field)
@@ -76,9 +76,12 @@ class Tier:
     points: int
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
-    """One group's best requirement and how far it is."""
+class Part(NamedTuple):
+    """One group's best requirement and how far it is.
+
+    Named tuples, not frozen dataclasses, for Part and Progress: the evaluator makes one or two per
+    badge per event, and a frozen dataclass costs several times as much to build.
+    """
 
     requirement: Requirement
     value: float  # capped at the target
@@ -89,8 +92,7 @@ class Part:
         return self.value >= self.requirement.target
 
 
-@dataclass(frozen=True, slots=True)
-class Progress:
+class Progress(NamedTuple):
     value: float
     target: float
     complete: bool
@@ -98,6 +100,8 @@ class Progress:
     tier: str = ""  # the highest tier reached, for badges with tiers
     reached: tuple[Tier, ...] = ()
     next_tier: Tier | None = None
+    # Every requirement met: no event can change this progress any more.
+    saturated: bool = False
 
     @property
     def fraction(self) -> float:
@@ -108,6 +112,15 @@ class Progress:
 class Criteria:
     groups: tuple[tuple[Requirement, ...], ...]
     tiers: tuple[Tier, ...] = ()
+    _by_kind: dict[str, tuple[Requirement, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_kind: dict[str, list[Requirement]] = {}
+        for group in self.groups:
+            for requirement in group:
+                for kind in requirement.kinds:
+                    by_kind.setdefault(kind, []).append(requirement)
+        object.__setattr__(self, "_by_kind", {kind: tuple(found) for kind, found in by_kind.items()})
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -120,36 +133,45 @@ class Criteria:
     def advance(self, state: State, facts: EventFacts) -> dict[str, Any] | None:
         """The state after the event, or None when the event changes nothing; the input is left untouched."""
         changed: dict[str, Any] | None = None
-        for group in self.groups:
-            for requirement in group:
-                if requirement.kinds and requirement.accepts(facts):
-                    before = state.get(requirement.key)
-                    after = requirement.advance(before, facts)
-                    if after is not before and after != before:
-                        if changed is None:
-                            changed = dict(state)
-                        changed[requirement.key] = after
+        for requirement in self._by_kind.get(facts.event.kind, ()):
+            before = state.get(requirement.key)
+            if before is not None and requirement.measure(before, 0) >= requirement.target:
+                continue  # met (see Requirement.advance); checked before the costlier filter
+            if requirement.filter is not None and not requirement.filter.matches(facts.context):
+                continue
+            after = requirement.advance(before, facts)
+            if after is not before and after != before:
+                if changed is None:
+                    changed = dict(state)
+                changed[requirement.key] = after
         return changed
 
     def progress(self, state: State, points: float = 0) -> Progress:
         if self.tiers:
             return self._tiered_progress(state, points)
+        if len(self.groups) == 1 and len(self.groups[0]) == 1:  # most badges: one requirement
+            (requirement,) = self.groups[0]
+            raw = state.get(requirement.key)
+            reached = min(requirement.measure(raw, points), requirement.target)
+            met = reached >= requirement.target
+            part = Part(requirement, reached, raw)
+            return Progress(reached, requirement.target, met, (part,), saturated=met)
         value = target = 0.0
-        complete = True
+        complete = saturated = True
         parts = []
         for group in self.groups:
             best: Part | None = None
             for requirement in group:
                 reached = min(requirement.measure(state.get(requirement.key), points), requirement.target)
-                part = Part(requirement, reached, state.get(requirement.key))
+                saturated = saturated and reached >= requirement.target
                 if best is None or reached / requirement.target > best.value / best.requirement.target:
-                    best = part
+                    best = Part(requirement, reached, state.get(requirement.key))
             assert best is not None
             parts.append(best)
             value += best.value
             target += best.requirement.target
             complete = complete and best.met
-        return Progress(value=value, target=target, complete=complete, parts=tuple(parts))
+        return Progress(value, target, complete, tuple(parts), saturated=saturated)
 
     def _tiered_progress(self, state: State, points: float) -> Progress:
         (requirement,) = self.groups[0]
@@ -166,4 +188,5 @@ class Criteria:
             tier=reached[-1].name if reached else "",
             reached=reached,
             next_tier=upcoming[0] if upcoming else None,
+            saturated=measured >= top,
         )

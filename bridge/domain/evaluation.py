@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from bridge.domain.aggregates import EventFacts
 from bridge.domain.criteria import Progress, Tier
@@ -19,14 +19,14 @@ from bridge.domain.events import LearningEvent
 from bridge.domain.rules import ActiveBadge, RuleBook
 
 
-@dataclass(frozen=True, slots=True)
-class BadgeRecord:
-    """A learner's stored progress on one badge."""
+class BadgeRecord(NamedTuple):
+    """A learner's stored progress on one badge (a named tuple: one is made per badge per event)."""
 
     criteria_version: int
     state: Mapping[str, Any]
-    progress: Progress
+    progress: Progress | None  # None: not worked out yet (a record just read); see LearnerLedger.progress
     started_at: datetime | None
+    saturated: bool = False  # every requirement met: events cannot change it
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +63,10 @@ class LearnerLedger:
     held: set[str]  # badges with an award that is not revoked: what prerequisites look at
     requested: set[tuple[str, str]]  # (badge, tier) already in the approval queue, whatever its decision
     policy: AwardPolicy
-    # False for a learner first seen in this batch: no earlier events, so a missing record means zero.
-    has_history: bool = True
+    # When the learner was first seen; None when first seen now, with no earlier events to replay.
+    first_seen: datetime | None = None
+    # How long after a criteria change some worker may still evaluate with the old rule book.
+    rules_lag: timedelta = timedelta(0)
     load: Loader = lambda _badge_id: None
     dirty: set[str] = field(default_factory=set)
     earned: list[Earned] = field(default_factory=list)
@@ -82,12 +84,12 @@ class LearnerLedger:
     def observe(self, facts: EventFacts, rules: RuleBook, history: History) -> None:
         """Advance every badge listening to the event, and award what it completes."""
         event = facts.event
+        records = self.records
         for badge in rules.for_kind(event.kind):
-            record = self.record(badge.id)
-            stale = record is not None and record.criteria_version != badge.criteria_version
-            if stale or (record is None and self.has_history):
-                # New criteria, or a badge the learner has no record of although they have history
-                # (it was created after their earlier events): rebuild from everything they did.
+            record = records.get(badge.id) or self.record(badge.id)
+            if self._needs_replay(badge, record):
+                # New criteria, or a badge that came after some of the learner's events were
+                # evaluated: rebuild from everything they did.
                 state: Mapping[str, Any] = {}
                 started: datetime | None = None
                 for past in history(badge):
@@ -99,21 +101,42 @@ class LearnerLedger:
                 if advanced is not None:
                     state, started = advanced, _earliest(started, event.occurred_at)
             else:
+                if record is not None and _saturated(record):
+                    continue  # nothing left to change or to earn by events (unlocks come by _unlock)
                 advanced = badge.criteria.advance(record.state if record else {}, facts)
                 if advanced is None:
                     continue
                 state = advanced
                 started = _earliest(record.started_at if record else None, event.occurred_at)
             progress = badge.criteria.progress(state, self.points)
-            self._store(badge, BadgeRecord(badge.criteria_version, state, progress, started))
+            self._store(
+                badge, BadgeRecord(badge.criteria_version, state, progress, started, progress.saturated)
+            )
             self._earn(badge, progress, rules, event, event.occurred_at)
+
+    def progress(self, badge: ActiveBadge, record: BadgeRecord) -> Progress:
+        """The record's progress, worked out from its state when first needed."""
+        if record.progress is None:
+            record = record._replace(progress=badge.criteria.progress(record.state, self.points))
+            self.records[badge.id] = record
+        assert record.progress is not None
+        return record.progress
+
+    def _needs_replay(self, badge: ActiveBadge, record: BadgeRecord | None) -> bool:
+        if record is not None:
+            return record.criteria_version != badge.criteria_version
+        if self.first_seen is None:
+            return False
+        # No record: none of the learner's events matched — unless some were evaluated before this
+        # version of the badge reached every worker.
+        return badge.criteria_since is None or self.first_seen <= badge.criteria_since + self.rules_lag
 
     def settle(self, rules: RuleBook, now: datetime) -> None:
         """Award everything already complete but not yet awarded (the sweep after achievements were off)."""
         for badge in rules.badges:
             record = self.record(badge.id)
             if record is not None and record.criteria_version == badge.criteria_version:
-                self._earn(badge, record.progress, rules, None, now)
+                self._earn(badge, self.progress(badge, record), rules, None, now)
         self._points_changed(rules, None, now)
 
     def grant(
@@ -144,7 +167,10 @@ class LearnerLedger:
         )  # fmt: skip
 
     def restore(self, snapshot: tuple[Any, ...]) -> None:
-        self.points, self.records, self.awarded, self.held, self.requested, self.dirty, count = snapshot
+        """Back to ``snapshot``, which stays as it was: it can be restored again."""
+        points, records, awarded, held, requested, dirty, count = snapshot
+        self.points, self.records, self.awarded = points, dict(records), set(awarded)
+        self.held, self.requested, self.dirty = set(held), set(requested), set(dirty)
         del self.earned[count:]
 
     def _store(self, badge: ActiveBadge, record: BadgeRecord) -> None:
@@ -159,7 +185,7 @@ class LearnerLedger:
         event: LearningEvent | None,
         earned_at: datetime,
     ) -> None:
-        if not self.policy.enabled:
+        if not (progress.complete or progress.reached) or not self.policy.enabled:
             return
         if any(needed not in self.held for needed in badge.prerequisites):
             return  # awarded when the last prerequisite is (see _unlock)
@@ -184,22 +210,31 @@ class LearnerLedger:
         for dependant in rules.dependants(badge_id):
             record = self.record(dependant.id)
             if record is not None and record.criteria_version == dependant.criteria_version:
-                self._earn(dependant, record.progress, rules, event, at)
+                self._earn(dependant, self.progress(dependant, record), rules, event, at)
 
     def _points_changed(self, rules: RuleBook, event: LearningEvent | None, at: datetime) -> None:
         """Badges on the learner's points follow them; awarding one may move the points again."""
         for badge in rules.on_points:
             record = self.record(badge.id)
             current = record is not None and record.criteria_version == badge.criteria_version
-            if record is not None and not current and badge.criteria.kinds:
-                continue  # mixed criteria of an old version: replayed on the learner's next event
+            if badge.criteria.kinds and self._needs_replay(badge, record):
+                continue  # points and events, to be rebuilt from history on the learner's next event
+            if record is not None and current and _saturated(record):
+                continue
             state = record.state if record is not None and current else {}
             progress = badge.criteria.progress(state, self.points)
-            if record is None or not current or progress != record.progress:
+            if record is None or not current or progress != self.progress(badge, record):
                 started = record.started_at if record is not None and current else None
-                self._store(badge, BadgeRecord(badge.criteria_version, state, progress, started or at))
+                record = BadgeRecord(
+                    badge.criteria_version, state, progress, started or at, progress.saturated
+                )
+                self._store(badge, record)
             self._earn(badge, progress, rules, event, at)
 
 
 def _earliest(current: datetime | None, candidate: datetime) -> datetime:
     return candidate if current is None or candidate < current else current
+
+
+def _saturated(record: BadgeRecord) -> bool:
+    return record.saturated or (record.progress is not None and record.progress.saturated)

@@ -19,6 +19,7 @@ class ActiveBadge:
     requires_approval: bool = False
     expires_after_days: int | None = None
     expires_on: date | None = None
+    criteria_since: datetime | None = None  # when this criteria version took effect
 
     def expires_at(self, awarded_at: datetime, zone: tzinfo) -> datetime | None:
         """When an award made at ``awarded_at`` expires: days after it, or the start of a fixed date."""

@@ -80,7 +80,7 @@ def parse_template(
         if key not in _TEMPLATE_KEYS:
             raise TemplateError(source, key, "unknown key")
     template_id = _text(raw, "id", source)
-    if not _ID.match(template_id):
+    if not _ID.fullmatch(template_id):
         raise TemplateError(source, "id", "expected lowercase letters, digits, '-' or '_' (at most 64)")
     tags = _strings(raw, "tags", source)
     prerequisites = _strings(raw, "prerequisites", source)
@@ -124,7 +124,10 @@ def parse_criteria(
     groups_raw = raw.get("groups")
     if not isinstance(groups_raw, list) or not groups_raw:
         raise TemplateError(source, "criteria.groups", "expected at least one group")
-    tier_list = tuple(Tier(t["name"], float(t["target"]), int(t["points"])) for t in tiers)
+    # Tier targets to a millionth, as sums are kept (whole-number targets are unchanged).
+    tier_list = tuple(
+        Tier(t["name"], round(float(t["target"]) * MICRO) / MICRO, int(t["points"])) for t in tiers
+    )
     if tier_list and (len(groups_raw) != 1 or len(_requirements_of(groups_raw[0])) != 1):
         raise TemplateError(source, "tiers", "a badge with tiers has one group of one requirement")
     groups = []
@@ -236,7 +239,7 @@ def _requirement(
             raise TemplateError(source, f"{where}.filter", str(error)) from None
     window = _window(raw, where, source, aggregate_name)
     field = raw.get("field")
-    if field is not None and not (isinstance(field, str) and (field in _FIELDS or _FIELD.match(field))):
+    if field is not None and not (isinstance(field, str) and (field in _FIELDS or _FIELD.fullmatch(field))):
         raise TemplateError(
             source, f"{where}.field", f"expected one of {', '.join(_FIELDS)} or data.NAME, got {field!r}"
         )
@@ -275,7 +278,12 @@ def _requirement(
             key, frozenset(kinds), Distinct(int(target)), target, field, event_filter, window, unit
         )
     target = _target(raw, where, source, tiers, whole=False)
-    aggregate = Sum(round(target * MICRO)) if aggregate_name == "sum" else Max()
+    if aggregate_name == "sum":  # sums are exact to a millionth, and so is what they must reach
+        target = round(target * MICRO) / MICRO
+        return Requirement(
+            key, frozenset(kinds), Sum(round(target * MICRO)), target, field, event_filter, window, unit
+        )
+    aggregate = Max()
     return Requirement(key, frozenset(kinds), aggregate, target, field, event_filter, window, unit)
 
 

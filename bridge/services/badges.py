@@ -76,8 +76,10 @@ def apply_template(badge: Badge, template: BadgeTemplate) -> None:
     rules_changed = badge.criteria != dict(template.raw_criteria) or badge.tiers != list(template.tiers)
     if badge.criteria_version is None:
         badge.criteria_version = 1
+        badge.criteria_since = utcnow()
     elif rules_changed:
         badge.criteria_version += 1
+        badge.criteria_since = utcnow()
     badge.name = template.name
     badge.description = template.description
     badge.image = template.image
@@ -124,6 +126,7 @@ def active_badge(badge: Badge, known_kinds: Collection[str]) -> ActiveBadge:
         requires_approval=badge.requires_approval,
         expires_after_days=badge.expires_after_days,
         expires_on=badge.expires_on,
+        criteria_since=badge.criteria_since,
     )
 
 

@@ -54,7 +54,7 @@ class ManualAwards:
         with self._database.write() as session:
             badge, chosen = self._badge_and_tier(session, badge_id, tier)
             context = self._processor.lock_learners(
-                session, [(platform, learner)], self._rules.current(session), set()
+                session, [(platform, learner)], self._rules.current(session), None
             )
             ledger = context[(platform, learner)].ledger
             key = (badge.id, chosen.name)
@@ -153,7 +153,7 @@ class ManualAwards:
                 badge, tier = self._badge_and_tier(session, approval.badge_id, approval.tier)
                 key = (learner.platform, learner.lms_user_id)
                 rules = self._rules.current(session)
-                context = self._processor.lock_learners(session, [key], rules, set(), create=False)
+                context = self._processor.lock_learners(session, [key], rules, None, create=False)
                 context[key].ledger.grant(badge, tier, rules, approval.earned_at, actor, reason or "approved")
                 made, _ = self._processor.write_effects(session, list(context.values()), utcnow())
                 award_id = next(m.award_id for m in made if m.badge_id == badge.id and m.tier == tier.name)

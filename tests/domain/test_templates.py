@@ -300,20 +300,11 @@ def test_a_bad_template_names_the_file_the_key_and_the_reason(
     assert str(caught.value) == f"bad.toml: {key}: {caught.value.reason}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="templates.py:29 _ID ends in '$', which re.match also matches before a trailing newline",
-)
 def test_an_id_with_a_trailing_newline_is_rejected() -> None:
     with pytest.raises(TemplateError):
         parse(template(id="welcome\n"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="templates.py:278 caps a sum at round(target * MICRO) millionths, below a target finer than a "
-    "millionth, while the requirement's target stays the unrounded number: the sum can never reach it",
-)
 def test_a_sum_target_finer_than_a_millionth_is_met_by_a_sum_above_it() -> None:
     parsed = parse(requirement(aggregate="sum", field="score", target=0.1234564))
     above = LearningEvent("demo", "k", "login", "7", datetime(2026, 11, 2, tzinfo=UTC), score=0.123457)

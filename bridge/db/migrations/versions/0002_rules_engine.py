@@ -109,6 +109,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_awards_course", ["course", "awarded_at"], unique=False)
 
     with op.batch_alter_table("badges", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("criteria_since", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(
             sa.Column(
                 "tiers",
@@ -145,6 +146,9 @@ def upgrade() -> None:
         )
 
     with op.batch_alter_table("progress", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("saturated", sa.Boolean(), server_default=sa.text("false"), nullable=False)
+        )
         batch_op.add_column(sa.Column("tier", sa.String(length=16), server_default="", nullable=False))
         batch_op.add_column(sa.Column("started_at", sa.DateTime(timezone=True), nullable=True))
 
@@ -157,6 +161,7 @@ def upgrade() -> None:
         batch_op.alter_column("tiers", nullable=False)
         batch_op.alter_column("prerequisites", nullable=False)
         batch_op.alter_column("definition", nullable=False)
+        batch_op.alter_column("criteria_since", nullable=False)
     with op.batch_alter_table("learners", schema=None) as batch_op:
         batch_op.alter_column("pseudonym", nullable=False)
 
@@ -173,7 +178,12 @@ def _backfill() -> None:
             f" event_ids = CASE WHEN event_id IS NULL THEN '[]' ELSE {one_event} END"
         )
     )
-    connection.execute(sa.text("UPDATE badges SET tiers = '[]', prerequisites = '[]', definition = '{}'"))
+    connection.execute(
+        sa.text(
+            "UPDATE badges SET tiers = '[]', prerequisites = '[]', definition = '{}',"
+            " criteria_since = created_at"
+        )
+    )
     learners = connection.execute(sa.text("SELECT id FROM learners")).scalars().all()
     for learner_id in learners:
         connection.execute(
@@ -184,6 +194,7 @@ def _backfill() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("progress", schema=None) as batch_op:
+        batch_op.drop_column("saturated")
         batch_op.drop_column("started_at")
         batch_op.drop_column("tier")
 
@@ -195,6 +206,7 @@ def downgrade() -> None:
     with op.batch_alter_table("badges", schema=None) as batch_op:
         batch_op.drop_column("source")
         batch_op.drop_column("definition")
+        batch_op.drop_column("criteria_since")
         batch_op.drop_column("expires_on")
         batch_op.drop_column("expires_after_days")
         batch_op.drop_column("requires_approval")

@@ -1,0 +1,242 @@
+"""Events per second through the evaluator with 50 badges, and how the cost of an event grows with history.
+
+    .venv/bin/python benchmarks/evaluator.py                # SQLite, up to 1,000,000 stored events
+    .venv/bin/python benchmarks/evaluator.py --stored 100000  # quicker
+
+A real worker (the same ``Worker.run_once`` the service runs: claim, evaluate, write, mark done) on a
+SQLite file processes the same shaped window of events twice: first with 1,000 events stored before it,
+then again after the store has grown to ``--stored`` events (all processed, so every learner has history:
+progress rows, awards, course memberships). Ingest is not timed. The rules are the 20 shipped templates
+plus 30 generated ones (counts, distinct items and days, sums, maxima, streaks, windows, filters, tiers).
+
+It prints events/s for each window and the ratio of per-event cost late vs early (aims: >= 5,000
+events/s per worker; ratio <= 1.2), plus the evaluator alone (in memory, no database) for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sqlalchemy import update  # noqa: E402
+
+from bridge.bootstrap import open_database  # noqa: E402
+from bridge.clock import utcnow  # noqa: E402
+from bridge.db.models import Badge  # noqa: E402
+from bridge.domain.aggregates import EventFacts  # noqa: E402
+from bridge.domain.evaluation import AwardPolicy, LearnerLedger  # noqa: E402
+from bridge.domain.events import LearningEvent  # noqa: E402
+from bridge.services.badges import load_rulebook, shipped_templates_dir  # noqa: E402
+from bridge.services.ingest import Inbox  # noqa: E402
+from bridge.settings import Settings, load_settings  # noqa: E402
+from bridge.worker import Worker  # noqa: E402
+
+KINDS = ["login", "module_completed", "activity_completed", "assignment_graded", "quiz_graded", "purchase"]
+COURSES = ["DL101", "HS100", "MATH2", "BIO1", "ART3"]
+START = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def generated_templates(directory: Path) -> None:
+    """30 more badges of every shape, beside the shipped 20."""
+    shapes = [
+        ('kinds = ["login"]\ntarget = {n}', (5, 20, 50, 200)),
+        ('kinds = ["module_completed"]\naggregate = "distinct"\nfield = "item"\ntarget = {n}', (3, 10, 25)),
+        ('kinds = ["assignment_graded"]\naggregate = "sum"\nfield = "score"\ntarget = {n}', (5, 20, 60)),
+        ('kinds = ["quiz_graded"]\naggregate = "max"\nfield = "score"\ntarget = 0.{n}', (5, 7, 95)),
+        ('kinds = ["login", "activity_completed"]\naggregate = "streak"\ntarget = {n}', (3, 5, 14, 30)),
+        ('kinds = ["activity_completed"]\nper = "week"\ntarget = {n}', (2, 5, 10)),
+        ('kinds = ["module_completed"]\nwithin_days = 14\ntarget = {n}', (3, 6)),
+        ('kinds = ["assignment_graded"]\nfilter = "score >= 0.8"\ntarget = {n}', (3, 10, 30)),
+        ('kinds = ["activity_completed"]\nfilter = \'course == "MATH2"\'\ntarget = {n}', (5, 15)),
+        ('kinds = ["login", "purchase"]\naggregate = "distinct"\nfield = "day"\ntarget = {n}', (10, 30, 60)),
+    ]
+    count = 0
+    for shape, sizes in shapes:
+        for n in sizes:
+            count += 1
+            (directory / f"generated-{count:02d}.toml").write_text(
+                f'id = "generated-{count:02d}"\nname = "Generated {count}"\ndescription = "Benchmark"\n'
+                f'image = "welcome.svg"\npoints = 3\n[[criteria.groups]]\n[[criteria.groups.requirements]]\n'
+                + shape.format(n=n)
+                + "\n"
+            )
+    assert count == 30, count
+
+
+def events(first: int, count: int, learners: int, seed: int) -> list[LearningEvent]:
+    """``count`` events numbered from ``first``, over ``learners`` learners and a year of days."""
+    rng = random.Random(seed)
+    made = []
+    for n in range(first, first + count):
+        kind = rng.choice(KINDS)
+        made.append(
+            LearningEvent(
+                platform="demo",
+                event_key=f"e{n}",
+                kind=kind,
+                learner=str(rng.randrange(learners)),
+                occurred_at=START + timedelta(minutes=rng.randrange(365 * 24 * 60)),
+                course=rng.choice(COURSES),
+                item=f"module-{rng.randrange(30)}",
+                score=round(rng.random(), 2) if kind in ("assignment_graded", "quiz_graded") else None,
+            )
+        )
+    return made
+
+
+def store(inbox: Inbox, batch: list[LearningEvent]) -> None:
+    for start in range(0, len(batch), 1000):
+        inbox.store(batch[start : start + 1000])
+
+
+def process(worker: Worker) -> int:
+    total = 0
+    while claimed := worker.run_once():
+        total += claimed
+    return total
+
+
+def timed_window(inbox: Inbox, worker: Worker, first: int, size: int, learners: int) -> float:
+    """Seconds the worker takes for ``size`` new events, ingested beforehand."""
+    store(inbox, events(first, size, learners, seed=first))
+    started = time.perf_counter()
+    done = process(worker)
+    elapsed = time.perf_counter() - started
+    assert done == size, (done, size)
+    return elapsed
+
+
+def in_memory_rate(settings: Settings, database: object, count: int, learners: int) -> float:
+    """The evaluator alone: ledgers in memory, no database, no JSON."""
+    with database.read() as session:  # type: ignore[attr-defined]
+        rules = load_rulebook(session, settings.track_event_types)
+    ledgers = {str(n): LearnerLedger(0, {}, set(), set(), set(), AwardPolicy()) for n in range(learners)}
+    batch = events(10_000_000, count, learners, seed=7)
+    started = time.perf_counter()
+    for event in batch:
+        ledgers[event.learner].observe(EventFacts(event, settings.zone), rules, lambda _badge: [])
+    return count / (time.perf_counter() - started)
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    """A consistent copy through SQLite's backup API (the WAL included), replacing ``target``."""
+    for stale in (target, target.with_name(target.name + "-wal"), target.with_name(target.name + "-shm")):
+        stale.unlink(missing_ok=True)
+    with sqlite3.connect(source) as reading, sqlite3.connect(target) as writing:
+        reading.backup(writing)
+    writing.close()
+    reading.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--stored", type=int, default=1_000_000, help="events stored before the late window")
+    parser.add_argument("--window", type=int, default=10_000, help="events timed in each window")
+    parser.add_argument("--learners", type=int, default=5_000)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="timed windows at each point; the median counts"
+    )
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
+    try:
+        templates = workdir / "templates"
+        shutil.copytree(shipped_templates_dir(), templates)
+        generated_templates(templates)
+        settings = load_settings(
+            None,
+            data_dir=workdir,
+            database_url=f"sqlite:///{workdir / 'bench.sqlite3'}",
+            badge_templates_dir=templates,
+            platforms=[{"id": "demo", "kind": "custom"}],
+            log_level="WARNING",
+        )
+        database = open_database(settings)
+        with database.write() as session:
+            # Steady state: the rules were in place long before these learners came. (A learner who
+            # came within a minute or so of a criteria change is replayed from history once.)
+            session.execute(update(Badge).values(criteria_since=utcnow() - timedelta(days=30)))
+            badges = len(load_rulebook(session, settings.track_event_types).badges)
+        print(
+            f"{badges} badges, {args.learners} learners, windows of {args.window} events, SQLite", flush=True
+        )
+        store(Inbox(database), events(0, 1000, args.learners, seed=1))
+        process(Worker(database, settings))
+        db_file = workdir / "bench.sqlite3"
+        snapshot = workdir / "after-1000.sqlite3"
+        _copy_database(db_file, snapshot)
+        database.dispose()
+
+        early = []
+        for _ in range(args.rounds):  # each from the same 1,000 stored events
+            _copy_database(snapshot, db_file)
+            database = open_database(settings)
+            early.append(
+                timed_window(Inbox(database), Worker(database, settings), 1000, args.window, args.learners)
+            )
+            database.dispose()
+        next_key = 1000 + args.window
+
+        print(f"growing the store to {args.stored:,} processed events ...", flush=True)
+        database = open_database(settings)
+        inbox, worker = Inbox(database), Worker(database, settings)
+        # Growing is not timed: bigger batches get there sooner.
+        bulk = Worker(
+            database,
+            settings.model_copy(update={"worker": settings.worker.model_copy(update={"batch_size": 1000})}),
+        )
+        grow_started = time.perf_counter()
+        while next_key < args.stored:
+            chunk = min(50_000, args.stored - next_key)
+            store(inbox, events(next_key, chunk, args.learners, seed=next_key))
+            next_key += chunk
+            process(bulk)
+        grow_seconds = time.perf_counter() - grow_started
+        grown = args.stored - 1000 - args.window
+        late = []
+        for _ in range(args.rounds):
+            late.append(timed_window(inbox, worker, next_key, args.window, args.learners))
+            next_key += args.window
+        early = [seconds / args.window for seconds in early]
+        late = [seconds / args.window for seconds in late]
+
+        early_cost, late_cost = statistics.median(early), statistics.median(late)
+        memory = in_memory_rate(settings, database, 50_000, args.learners)
+        database.dispose()
+        print()
+        print(f"{'':34}{'events/s':>12}{'µs/event':>12}")
+        print(f"{'evaluator alone (memory)':34}{memory:12,.0f}{1e6 / memory:12.1f}")
+        print(f"{'worker, 1,000 stored':34}{1 / early_cost:12,.0f}{early_cost * 1e6:12.1f}")
+        print(f"{f'worker, {args.stored:,} stored':34}{1 / late_cost:12,.0f}{late_cost * 1e6:12.1f}")
+        print(
+            f"{'worker while growing the store':34}{grown / grow_seconds:12,.0f}{grow_seconds / grown * 1e6:12.1f}"
+        )
+        print()
+        rate_ok = 1 / early_cost >= 5000
+        ratio = late_cost / early_cost
+        print(
+            f"events/s per worker (1,000 stored): {1 / early_cost:,.0f}  aim >= 5,000  {'OK' if rate_ok else 'MISS'}"
+        )
+        print(
+            f"per-event cost {args.stored:,} vs 1,000 stored: {ratio:.2f}  aim <= 1.2  {'OK' if ratio <= 1.2 else 'MISS'}"
+        )
+        return 0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
