@@ -71,6 +71,39 @@ def sample_events(now: datetime) -> list[LearningEvent]:
             )
     for purchase in range(100):
         add("101", "purchase", f"purchase:{purchase}", purchase % 30, data={"amount_cents": 250})
+    # Quizzes, forum posts and course grades, drawn apart so the events above stay as they were.
+    more = random.Random(11)
+    for n in range(12):
+        learner = str(101 + n)
+        for quiz in range(more.randint(0, 4)):
+            score = round(more.uniform(0.6, 1.0), 2)
+            add(
+                learner,
+                "quiz_graded",
+                f"quiz:DL101:{quiz}",
+                4 + quiz * 6,
+                course="DL101",
+                item=f"quiz-{quiz}",
+                score=score,
+            )
+        for post in range(more.choice((0, 0, 3, 10))):
+            add(
+                learner,
+                "activity_completed",
+                f"forum:DL101:{post}",
+                1 + post * 2,
+                course="DL101",
+                data={"activity": "forum"},
+            )
+    for learner in ("101", "104", "107"):
+        add(
+            learner,
+            "course_graded",
+            "course-grade:DL101",
+            29,
+            course="DL101",
+            score=round(more.uniform(0.85, 1.0), 2),
+        )
     return events
 
 
@@ -115,6 +148,10 @@ LMS Badge Bridge demo — data in {data_dir}
   Metrics:  {base}/metrics
   Awards:   curl -s {auth} {base}/api/v1/awards
   Learner:  curl -s {auth} '{base}/api/v1/awards?platform=demo&learner=101'
+  Progress: curl -s {auth} {base}/api/v1/learners/demo/102/progress
+  Ranking:  curl -s {auth} '{base}/api/v1/leaderboards?platform=demo&course=DL101&learner=102'
+  Waiting:  curl -s {auth} {base}/api/v1/approvals          (peer-mentor needs an instructor)
+  Badges:   curl -s {auth} {base}/api/v1/badges
   Add one:  curl -s {auth} -H 'Content-Type: application/json' \\
               -d '{{"platform":"demo","event_key":"hello-1","kind":"login","learner":"999"}}' \\
               {base}/api/v1/events

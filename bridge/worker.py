@@ -27,7 +27,9 @@ from bridge.clock import utcnow
 from bridge.db.engine import Database
 from bridge.db.models import Event
 from bridge.services.badges import RuleBookCache
-from bridge.services.processing import EVENT_COLUMNS, AwardMade, BatchResult, EventProcessor
+from bridge.services.effects import AwardMade
+from bridge.services.ledgers import EVENT_COLUMNS
+from bridge.services.processing import BatchResult, EventProcessor
 from bridge.settings import Settings, WorkerSettings
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,9 @@ from bridge.domain.criteria import Tier
 from bridge.domain.rules import ActiveBadge
 from bridge.services.audit import record_audit
 from bridge.services.badges import RuleBookCache, active_badge
+from bridge.services.effects import AwardMade
 from bridge.services.errors import Conflict, Invalid, NotFound
-from bridge.services.processing import AwardMade, EventProcessor
+from bridge.services.processing import EventProcessor
 from bridge.settings import Settings
 
 
@@ -53,7 +54,7 @@ class ManualAwards:
             raise NotFound(f"platform {platform!r} is not configured", "unknown_platform")
         with self._database.write() as session:
             badge, chosen = self._badge_and_tier(session, badge_id, tier)
-            context = self._processor.lock_learners(
+            context = self._processor.ledgers.lock_learners(
                 session, [(platform, learner)], self._rules.current(session), None
             )
             ledger = context[(platform, learner)].ledger
@@ -75,7 +76,7 @@ class ManualAwards:
                     f"learner {learner!r} already holds {badge_id} (award {existing.id})", "already_awarded"
                 )
             ledger.grant(badge, chosen, self._rules.current(session), utcnow(), actor, reason)
-            made, _ = self._processor.write_effects(session, list(context.values()), utcnow())
+            made, _ = self._processor.effects.write_effects(session, list(context.values()), utcnow())
             mine = next(m for m in made if m.badge_id == badge.id and m.tier == chosen.name)
             learner_id = context[(platform, learner)].id
             # A pending approval of the same badge is settled by this award.
@@ -153,9 +154,9 @@ class ManualAwards:
                 badge, tier = self._badge_and_tier(session, approval.badge_id, approval.tier)
                 key = (learner.platform, learner.lms_user_id)
                 rules = self._rules.current(session)
-                context = self._processor.lock_learners(session, [key], rules, None, create=False)
+                context = self._processor.ledgers.lock_learners(session, [key], rules, None, create=False)
                 context[key].ledger.grant(badge, tier, rules, approval.earned_at, actor, reason or "approved")
-                made, _ = self._processor.write_effects(session, list(context.values()), utcnow())
+                made, _ = self._processor.effects.write_effects(session, list(context.values()), utcnow())
                 award_id = next(m.award_id for m in made if m.badge_id == badge.id and m.tier == tier.name)
                 session.execute(
                     update(Award)
