@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, tzinfo
@@ -156,58 +157,54 @@ class Max:
         return 0.0 if state is None else max(state, 0.0)
 
 
+class _SeenValues(ABC):
+    """A list of the values seen so far; subclasses decide which values count."""
+
+    __slots__ = ()
+
+    def empty(self) -> list[Any]:
+        return []
+
+    @abstractmethod
+    def add(self, state: list[Any], value: Any) -> list[Any]: ...
+
+    def merge(self, states: Iterable[list[Any]]) -> list[Any]:
+        merged: list[Any] = []
+        for state in states:
+            for value in state:
+                merged = self.add(merged, value)
+        return merged
+
+    def measure(self, state: list[Any]) -> float:
+        return float(len(state))
+
+
 @dataclass(frozen=True, slots=True)
-class Distinct:
+class Distinct(_SeenValues):
     """Different values seen, at most ``cap`` of them."""
 
     cap: int
     name: str = "distinct"
     needs_field: bool = True
 
-    def empty(self) -> list[Any]:
-        return []
-
     def add(self, state: list[Any], value: Any) -> list[Any]:
         if value is None or len(state) >= self.cap or value in state:
             return state
         return [*state, value]
 
-    def merge(self, states: Iterable[list[Any]]) -> list[Any]:
-        merged: list[Any] = []
-        for state in states:
-            for value in state:
-                merged = self.add(merged, value)
-        return merged
-
-    def measure(self, state: list[Any]) -> float:
-        return float(len(state))
-
 
 @dataclass(frozen=True, slots=True)
-class AllOf:
+class AllOf(_SeenValues):
     """Which of a listed set of values were seen."""
 
     items: frozenset[Any]
     name: str = "all"
     needs_field: bool = True
 
-    def empty(self) -> list[Any]:
-        return []
-
     def add(self, state: list[Any], value: Any) -> list[Any]:
         if value not in self.items or value in state:
             return state
         return [*state, value]
-
-    def merge(self, states: Iterable[list[Any]]) -> list[Any]:
-        merged: list[Any] = []
-        for state in states:
-            for value in state:
-                merged = self.add(merged, value)
-        return merged
-
-    def measure(self, state: list[Any]) -> float:
-        return float(len(state))
 
 
 @dataclass(frozen=True, slots=True)
