@@ -54,9 +54,8 @@ class ManualAwards:
             raise NotFound(f"platform {platform!r} is not configured", "unknown_platform")
         with self._database.write() as session:
             badge, chosen = self._badge_and_tier(session, badge_id, tier)
-            context = self._processor.ledgers.lock_learners(
-                session, [(platform, learner)], self._rules.current(session), None
-            )
+            rules = self._rules.current(session)  # read once: this cache reloads on every call
+            context = self._processor.ledgers.lock_learners(session, [(platform, learner)], rules, None)
             ledger = context[(platform, learner)].ledger
             key = (badge.id, chosen.name)
             if key in ledger.awarded:
@@ -75,7 +74,7 @@ class ManualAwards:
                 raise Conflict(
                     f"learner {learner!r} already holds {badge_id} (award {existing.id})", "already_awarded"
                 )
-            ledger.grant(badge, chosen, self._rules.current(session), utcnow(), actor, reason)
+            ledger.grant(badge, chosen, rules, utcnow(), actor, reason)
             made, _ = self._processor.effects.write_effects(session, list(context.values()), utcnow())
             mine = next(m for m in made if m.badge_id == badge.id and m.tier == chosen.name)
             learner_id = context[(platform, learner)].id

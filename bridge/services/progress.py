@@ -78,8 +78,7 @@ def learner_progress(
                     )
                 )
             )
-        images = dict(session.execute(select(Badge.id, Badge.image).where(Badge.enabled)).all())
-        titles = dict(session.execute(select(Badge.id, Badge.name).where(Badge.enabled)).all())
+        shown = {row.id: row for row in session.execute(select(Badge.id, Badge.name, Badge.image))}
     points = learner.points if learner is not None else 0
     views = []
     for badge in rules.badges:
@@ -92,8 +91,8 @@ def learner_progress(
         views.append(
             BadgeProgressView(
                 badge_id=badge.id,
-                name=titles.get(badge.id, badge.id),
-                image=images.get(badge.id, ""),
+                name=shown[badge.id].name,
+                image=shown[badge.id].image,
                 value=progress.value,
                 target=progress.target,
                 fraction=round(progress.fraction, 4),
