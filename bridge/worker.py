@@ -16,19 +16,20 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from bridge import metrics
 from bridge.clock import utcnow
+from bridge.db.driver import Driver
 from bridge.db.engine import Database
 from bridge.db.models import Event
 from bridge.services.badges import RuleBookCache
 from bridge.services.effects import AwardMade
-from bridge.services.ledgers import EVENT_COLUMNS
+from bridge.services.event_rows import COLUMNS, EventRow, event_row
 from bridge.services.processing import BatchResult, EventProcessor
 from bridge.settings import Settings, WorkerSettings
 
@@ -38,6 +39,12 @@ EVENTS = Event.__table__
 _STATEMENT_ERRORS = (IntegrityError, DataError)
 
 Pipeline = Callable[[Session, Sequence[Any]], BatchResult]
+
+
+class ClaimedEvent(NamedTuple):
+    event: EventRow
+    attempts: int
+    next_attempt_at: datetime
 
 
 def retry_delay(attempts: int, settings: WorkerSettings) -> float:
@@ -62,6 +69,17 @@ class Worker:
             ).process
         )
         self.name = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self._driver = Driver(database.engine.dialect.name)
+        mark = self._driver.mark
+        self._claim_due = (
+            f"SELECT {COLUMNS}, attempts, next_attempt_at FROM events "
+            f"WHERE status = 'pending' AND next_attempt_at <= {mark} ORDER BY id LIMIT {mark}"
+            + ("" if database.is_sqlite else " FOR UPDATE SKIP LOCKED")
+        )
+        self._mark_done = (
+            f"UPDATE events SET status = 'done', attempts = {mark}, processed_at = {mark}, "
+            f"last_error = NULL WHERE id = {mark}"
+        )
 
     def run_once(self) -> int:
         """Claim and process one batch; returns how many events it claimed."""
@@ -100,44 +118,35 @@ class Worker:
             batch = self._claim(session)
             # (platform, learner, time) order: each learner's events are evaluated in the order they
             # happened, and the per-learner locks are taken in one global order.
-            batch.sort(key=lambda e: (e.platform, e.learner, e.occurred_at, e.id))
+            batch.sort(key=lambda c: (c.event.platform, c.event.learner, c.event.occurred_at, c.event.id))
             failures: dict[int, Exception] = {}
             if not isolated:
-                result = self._pipeline(session, batch)
+                result = self._pipeline(session, [claimed.event for claimed in batch])
                 failures, awards = result.failures, result.awards
             else:
-                for event in batch:
+                for claimed in batch:
                     try:
                         with session.begin_nested():
-                            result = self._pipeline(session, [event])
+                            result = self._pipeline(session, [claimed.event])
                     except _STATEMENT_ERRORS as error:
-                        failures[event.id] = error
+                        failures[claimed.event.id] = error
                         continue
                     failures.update(result.failures)
                     awards.extend(result.awards)
-            done, retry = [], []
+            done: list[tuple[int, Any, int]] = []
+            retry = []
             now = utcnow()
-            for event in batch:
-                error = failures.get(event.id)
+            processed_at = self._driver.time(now)
+            for claimed in batch:
+                error = failures.get(claimed.event.id)
                 if error is None:
-                    done.append({"event": event.id, "n": event.attempts + 1, "at": now})
+                    done.append((claimed.attempts + 1, processed_at, claimed.event.id))
                     continue
-                outcome, values = self._failure(event, error, now)
+                outcome, values = self._failure(claimed, error, now)
                 outcomes[outcome] += 1
                 retry.append(values)
             outcomes["done"] = len(done)
-            if done:
-                session.connection().execute(
-                    update(EVENTS)
-                    .where(EVENTS.c.id == bindparam("event"))
-                    .values(
-                        status="done",
-                        processed_at=bindparam("at"),
-                        attempts=bindparam("n"),
-                        last_error=None,
-                    ),
-                    done,
-                )
+            self._driver.execute_many(session, self._mark_done, done)  # a row per event: see db.driver
             if retry:
                 session.connection().execute(
                     update(EVENTS)
@@ -152,29 +161,25 @@ class Worker:
                 )
         return len(batch), outcomes, awards
 
-    def _claim(self, session: Session) -> list[Any]:
-        query = (
-            select(*EVENT_COLUMNS, Event.attempts, Event.next_attempt_at)
-            .where(Event.status == "pending", Event.next_attempt_at <= utcnow())
-            .order_by(Event.id)
-            .limit(self._settings.batch_size)
-        )
-        if not self._database.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
-        return list(session.connection().execute(query))
+    def _claim(self, session: Session) -> list[ClaimedEvent]:
+        driver = self._driver
+        rows = driver.fetch_all(session, self._claim_due, (driver.time(utcnow()), self._settings.batch_size))
+        return [ClaimedEvent(event_row(driver, row), row[10], driver.read_time(row[11])) for row in rows]
 
-    def _failure(self, event: Any, error: Exception, now: datetime) -> tuple[str, dict[str, Any]]:
-        attempts = event.attempts + 1
+    def _failure(self, claimed: ClaimedEvent, error: Exception, now: datetime) -> tuple[str, dict[str, Any]]:
+        attempts = claimed.attempts + 1
         message = f"{type(error).__name__}: {error}"[:2000]
-        log.warning("event.failed", extra={"event_id": event.id, "attempts": attempts, "error": message})
+        log.warning(
+            "event.failed", extra={"event_id": claimed.event.id, "attempts": attempts, "error": message}
+        )
         parked = attempts >= self._settings.max_attempts
         due = (
-            event.next_attempt_at
+            claimed.next_attempt_at
             if parked
             else now + timedelta(seconds=retry_delay(attempts, self._settings))
         )
         values = {
-            "event": event.id,
+            "event": claimed.event.id,
             "new_status": "failed" if parked else "pending",
             "n": attempts,
             "error": message,

@@ -55,6 +55,17 @@ History = Callable[[ActiveBadge], Iterable[EventFacts]]
 Loader = Callable[[str], BadgeRecord | None]
 
 
+class AwardsOf(NamedTuple):
+    """A learner's awards and approval requests of one badge, read when first needed."""
+
+    awarded: tuple[str, ...]  # tiers, revoked ones included
+    requested: tuple[str, ...]  # tiers in the approval queue, whatever the decision
+    held: bool  # an award that is not revoked
+
+
+AwardsLoader = Callable[[str], AwardsOf]
+
+
 @dataclass
 class LearnerLedger:
     points: int
@@ -68,6 +79,10 @@ class LearnerLedger:
     # How long after a criteria change some worker may still evaluate with the old rule book.
     rules_lag: timedelta = timedelta(0)
     load: Loader = lambda _badge_id: None
+    # The badges whose awards and requests are in awarded/held/requested; None: every badge's are.
+    # Others are read with load_awards when first needed (an unlocked dependant, say).
+    awards_known: set[str] | None = None
+    load_awards: AwardsLoader = lambda _badge_id: AwardsOf((), (), False)
     dirty: set[str] = field(default_factory=set)
     earned: list[Earned] = field(default_factory=list)
     _unloaded: set[str] = field(default_factory=set)
@@ -80,6 +95,17 @@ class LearnerLedger:
             else:
                 self.records[badge_id] = found
         return self.records.get(badge_id)
+
+    def _know_awards(self, badge_id: str) -> None:
+        known = self.awards_known
+        if known is None or badge_id in known:
+            return
+        known.add(badge_id)
+        found = self.load_awards(badge_id)
+        self.awarded.update((badge_id, tier) for tier in found.awarded)
+        self.requested.update((badge_id, tier) for tier in found.requested)
+        if found.held:
+            self.held.add(badge_id)
 
     def observe(self, facts: EventFacts, rules: RuleBook, history: History) -> None:
         """Advance every badge listening to the event, and award what it completes."""
@@ -146,6 +172,7 @@ class LearnerLedger:
 
         What the award unlocks (dependants, point levels) follows the rules as usual.
         """
+        self._know_awards(badge.id)
         key = (badge.id, tier.name)
         if key in self.awarded:
             raise ValueError(f"{badge.id}{'/' + tier.name if tier.name else ''} is already awarded")
@@ -161,16 +188,18 @@ class LearnerLedger:
         return earned
 
     def snapshot(self) -> tuple[Any, ...]:
+        known = None if self.awards_known is None else set(self.awards_known)
         return (
             self.points, dict(self.records), set(self.awarded), set(self.held), set(self.requested),
-            set(self.dirty), len(self.earned),
+            set(self.dirty), len(self.earned), known,
         )  # fmt: skip
 
     def restore(self, snapshot: tuple[Any, ...]) -> None:
         """Back to ``snapshot``, which stays as it was: it can be restored again."""
-        points, records, awarded, held, requested, dirty, count = snapshot
+        points, records, awarded, held, requested, dirty, count, known = snapshot
         self.points, self.records, self.awarded = points, dict(records), set(awarded)
         self.held, self.requested, self.dirty = set(held), set(requested), set(dirty)
+        self.awards_known = None if known is None else set(known)
         del self.earned[count:]
 
     def _store(self, badge: ActiveBadge, record: BadgeRecord) -> None:
@@ -187,8 +216,11 @@ class LearnerLedger:
     ) -> None:
         if not (progress.complete or progress.reached) or not self.policy.enabled:
             return
-        if any(needed not in self.held for needed in badge.prerequisites):
-            return  # awarded when the last prerequisite is (see _unlock)
+        for needed in badge.prerequisites:
+            self._know_awards(needed)
+            if needed not in self.held:
+                return  # awarded when the last prerequisite is (see _unlock)
+        self._know_awards(badge.id)
         for tier in badge.tiers_earned(progress):
             key = (badge.id, tier.name)
             if key in self.awarded or key in self.requested:

@@ -1,5 +1,6 @@
 """Writing what a batch's ledgers decided: progress, awards with their evidence, approvals, points,
-course memberships — one ``executemany`` per table, on the session's Core connection."""
+course memberships — one ``executemany`` per table, in the session's transaction (the rows there are
+many, on the driver's cursor: see bridge.db.driver)."""
 
 from __future__ import annotations
 
@@ -8,30 +9,22 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from bridge.db.models import Approval, Award, CourseMember, Event, Learner
-from bridge.db.models import Progress as ProgressRow
-from bridge.db.upsert import insert_ignoring_conflicts, upsert
+from bridge.db.driver import Driver
+from bridge.db.models import Approval, Award
 from bridge.domain.aggregates import EventFacts
 from bridge.domain.evaluation import Earned
-from bridge.services.ledgers import EVENT_COLUMNS, LEARNER_EVENTS, LearnerContext, to_learning_event
+from bridge.services.event_rows import COLUMNS, event_row, learner_events, to_learning_event
+from bridge.services.ledgers import LearnerContext
 
 EVIDENCE_LIMIT = 100
-_EVIDENCE_ORDER = (Event.occurred_at.desc(), Event.id.desc())
-_EVIDENCE = (
-    select(*EVENT_COLUMNS)
-    .where(*LEARNER_EVENTS, Event.occurred_at <= bindparam("until"))
-    .order_by(*_EVIDENCE_ORDER)
-    .limit(bindparam("limit"))
-)
-_EVIDENCE_IDS = (
-    select(Event.id, Event.kind, Event.occurred_at)
-    .where(*LEARNER_EVENTS, Event.occurred_at <= bindparam("until"))
-    .order_by(*_EVIDENCE_ORDER)
-    .limit(bindparam("limit"))
-)
+# In the order of the rows write_effects makes.
+_PROGRESS_COLUMNS = (
+    "learner_id", "badge_id", "criteria_version", "state", "value", "target", "complete", "saturated",
+    "tier", "started_at", "updated_at",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +38,36 @@ class AwardMade:
 
 class EffectWriter:
     def __init__(self, dialect: str, zone: tzinfo) -> None:
-        self._dialect = dialect
         self._zone = zone
+        self._driver = driver = Driver(dialect)
+        # The rows of these run on the driver's cursor (see bridge.db.driver): there are about ten
+        # progress rows per event.
+        updated = ", ".join(f"{c} = excluded.{c}" for c in _PROGRESS_COLUMNS[2:])
+        marks = [driver.json_mark if c == "state" else driver.mark for c in _PROGRESS_COLUMNS]
+        self._upsert_progress = (
+            f"INSERT INTO progress ({', '.join(_PROGRESS_COLUMNS)}) VALUES ({', '.join(marks)}) "
+            f"ON CONFLICT (learner_id, badge_id) DO UPDATE SET {updated}"
+        )
+        # Latest first, up to the time of the award: what earned it (see _evidence).
+        evidence = f"FROM events WHERE {learner_events(driver)} AND occurred_at <= {driver.mark}"
+        order = f"ORDER BY occurred_at DESC, id DESC LIMIT {driver.mark}"
+        self._evidence_rows = f"SELECT {COLUMNS} {evidence} {order}"
+        self._evidence_ids = f"SELECT id, kind, occurred_at {evidence} {order}"
+        self._update_points = f"UPDATE learners SET points = {driver.mark} WHERE id = {driver.mark}"
+        self._add_member = (
+            f"INSERT INTO course_members (learner_id, course, section, first_seen_at) "
+            f"VALUES ({driver.marks(4)}) ON CONFLICT DO NOTHING"
+        )
+        self._set_section = (
+            f"UPDATE course_members SET section = {driver.mark} "
+            f"WHERE learner_id = {driver.mark} AND course = {driver.mark}"
+        )
 
     def write_effects(
         self, session: Session, learners: Collection[LearnerContext], now: datetime
     ) -> tuple[list[AwardMade], int]:
         progress_rows, point_rows, award_rows, approval_rows, made_for = [], [], [], [], []
+        dumps, time, at = self._driver.json, self._driver.time, self._driver.time(now)
         for learner in learners:
             ledger = learner.ledger
             for badge_id in sorted(ledger.dirty):
@@ -59,20 +75,12 @@ class EffectWriter:
                 progress = record.progress
                 assert progress is not None  # a changed record was worked out by the ledger
                 progress_rows.append(
-                    {
-                        "learner_id": learner.id,
-                        "badge_id": badge_id,
-                        "criteria_version": record.criteria_version,
-                        "state": record.state,
-                        "value": progress.value,
-                        "target": progress.target,
-                        "complete": progress.complete,
-                        "saturated": progress.saturated,
-                        "tier": progress.tier,
-                        "started_at": record.started_at,
-                        "updated_at": now,
-                    }
-                )
+                    (
+                        learner.id, badge_id, record.criteria_version, dumps(record.state), progress.value,
+                        progress.target, progress.complete, progress.saturated, progress.tier,
+                        time(record.started_at), at,
+                    )
+                )  # fmt: skip
             for earned in ledger.earned:
                 row = _earned_row(learner, earned)
                 if earned.needs_approval:
@@ -90,17 +98,8 @@ class EffectWriter:
                 )
                 made_for.append((earned, learner))
             if ledger.earned:
-                point_rows.append({"learner": learner.id, "new_points": ledger.points})
-        if progress_rows:
-            session.connection().execute(
-                upsert(
-                    self._dialect,
-                    ProgressRow.__table__,
-                    ["learner_id", "badge_id"],
-                    exclude={"learner_id", "badge_id"},
-                ),
-                progress_rows,
-            )
+                point_rows.append((ledger.points, learner.id))
+        self._driver.execute_many(session, self._upsert_progress, progress_rows)
         made: list[AwardMade] = []
         if award_rows:
             ids = (
@@ -112,13 +111,7 @@ class EffectWriter:
                 made.append(AwardMade(award_id, earned.badge.id, earned.tier.name, *learner.key))
         if approval_rows:
             session.connection().execute(insert(Approval), approval_rows)
-        if point_rows:
-            session.connection().execute(
-                update(Learner.__table__)
-                .where(Learner.__table__.c.id == bindparam("learner"))
-                .values(points=bindparam("new_points")),
-                point_rows,
-            )
+        self._driver.execute_many(session, self._update_points, point_rows)
         for learner in learners:
             learner.ledger.dirty.clear()
             learner.ledger.earned.clear()
@@ -140,13 +133,17 @@ class EffectWriter:
         else:
             stored = self._stored_evidence(session, learner, kinds, earned.earned_at, filtered, limit)
         candidates: list[tuple[datetime, int, Any]] = [(f.event.occurred_at, i, f) for i, f in in_batch]
+        read_time = self._driver.read_time
         for row in stored:
-            facts = EventFacts(to_learning_event(row), self._zone) if filtered else row
-            candidates.append((row.occurred_at, row.id, facts))
+            if filtered:
+                facts = EventFacts(to_learning_event(event_row(self._driver, row)), self._zone)
+                candidates.append((facts.event.occurred_at, row[0], facts))
+            else:
+                candidates.append((read_time(row[2]), row[0], row[1]))  # id, kind, occurred_at
         candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
         chosen: list[int] = []
         for _, event_id, facts in candidates:
-            kind = facts.event.kind if isinstance(facts, EventFacts) else facts.kind
+            kind = facts.event.kind if isinstance(facts, EventFacts) else facts
             if event_id in chosen or kind not in kinds:
                 continue
             if filtered and not any(r.accepts(facts) for r in requirements):
@@ -156,19 +153,21 @@ class EffectWriter:
                 break
         return chosen
 
-    @staticmethod
     def _stored_evidence(
+        self,
         session: Session,
         learner: LearnerContext,
         kinds: frozenset[str],
         until: datetime,
         full: bool,
         limit: int,
-    ) -> Any:
+    ) -> list[Any]:
+        driver = self._driver
         platform, lms_user_id = learner.key
-        parameters = {"platform": platform, "learner": lms_user_id, "kinds": sorted(kinds), "until": until}
-        return session.connection().execute(
-            _EVIDENCE if full else _EVIDENCE_IDS, parameters | {"limit": limit}
+        return driver.fetch_all(
+            session,
+            self._evidence_rows if full else self._evidence_ids,
+            (platform, lms_user_id, driver.values(sorted(kinds)), driver.time(until), limit),
         )
 
     def write_course_members(
@@ -191,28 +190,17 @@ class EffectWriter:
                 members.setdefault(key, None)
         if not members:
             return
-        session.connection().execute(
-            insert_ignoring_conflicts(self._dialect, CourseMember.__table__),
-            [
-                {"learner_id": lid, "course": course, "section": section, "first_seen_at": now}
-                for (lid, course), section in members.items()
-            ],
+        at = self._driver.time(now)
+        self._driver.execute_many(
+            session,
+            self._add_member,
+            [(lid, course, section, at) for (lid, course), section in members.items()],
         )
-        sections = [
-            {"lid": lid, "c": course, "s": section}
-            for (lid, course), section in members.items()
-            if section is not None
-        ]
-        if sections:
-            session.connection().execute(
-                update(CourseMember.__table__)
-                .where(
-                    CourseMember.__table__.c.learner_id == bindparam("lid"),
-                    CourseMember.__table__.c.course == bindparam("c"),
-                )
-                .values(section=bindparam("s")),
-                sections,
-            )
+        self._driver.execute_many(
+            session,
+            self._set_section,
+            [(section, lid, course) for (lid, course), section in members.items() if section is not None],
+        )
 
 
 def _earned_row(learner: LearnerContext, earned: Earned) -> dict[str, Any]:

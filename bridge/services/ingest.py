@@ -14,10 +14,11 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bridge.clock import utcnow
+from bridge.db.driver import sqlite_time
 from bridge.db.engine import Database
 from bridge.domain.events import LearningEvent
 
@@ -64,7 +65,7 @@ class Inbox:
         self._row: Callable[[LearningEvent, Any], tuple[Any, ...]]
         self._encode_time: Callable[[datetime], Any]
         if database.is_sqlite:
-            self._row, self._encode_time = _sqlite_row, _sqlite_time
+            self._row, self._encode_time = _sqlite_row, sqlite_time
         else:
             self._row, self._encode_time = _postgres_row, _identity
 
@@ -152,16 +153,10 @@ def _identity(value: datetime) -> datetime:
     return value
 
 
-def _sqlite_time(value: datetime) -> str:
-    # SQLAlchemy's storage format for SQLite DATETIME ("2026-11-22 09:15:00.000000"), in UTC as
-    # bridge.db.models.UTCDateTime stores it
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-
-
 def _sqlite_row(event: LearningEvent, now: str) -> tuple[Any, ...]:
     return (
         event.platform, event.event_key, event.kind, event.learner, event.course, event.item, event.score,
-        _sqlite_time(event.occurred_at), now, json.dumps(dict(event.data)), "pending", 0, now,
+        sqlite_time(event.occurred_at), now, json.dumps(dict(event.data)), "pending", 0, now,
     )  # fmt: skip
 
 

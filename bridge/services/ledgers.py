@@ -1,7 +1,7 @@
-"""Reading learners for evaluation: their rows locked, their progress records, their history.
+"""Reading learners for evaluation: their rows locked, their progress records, awards, history.
 
-Every statement is built once with bound parameters and runs on the session's Core connection: building a
-statement, or the ORM's machinery, costs more than these plain rows need.
+The statements are built once and run on the driver's cursor (see bridge.db.driver): a batch reads a
+few rows per learner per badge in play, and SQLAlchemy's per-row work would cost more than the reading.
 """
 
 from __future__ import annotations
@@ -13,78 +13,16 @@ from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import Text, bindparam, case, cast, null, select, tuple_
 from sqlalchemy.orm import Session
 
 from bridge.clock import utcnow
-from bridge.db.models import Approval, Award, Event, Learner
-from bridge.db.models import Progress as ProgressRow
+from bridge.db.driver import Driver
 from bridge.db.pseudonyms import new_pseudonym
-from bridge.db.upsert import insert_ignoring_conflicts
 from bridge.domain.aggregates import EventFacts
 from bridge.domain.criteria import Progress
-from bridge.domain.evaluation import AwardPolicy, BadgeRecord, LearnerLedger
-from bridge.domain.events import LearningEvent
+from bridge.domain.evaluation import AwardPolicy, AwardsOf, BadgeRecord, LearnerLedger
 from bridge.domain.rules import ActiveBadge, RuleBook
-
-_RECORD_QUERY = select(
-    ProgressRow.learner_id,
-    ProgressRow.badge_id,
-    ProgressRow.criteria_version,
-    # As text, decoded only for the rows wanted; a saturated row's state is not even read (see _record).
-    case((ProgressRow.saturated, null()), else_=cast(ProgressRow.state, Text)).label("state"),
-    ProgressRow.started_at,
-    ProgressRow.value,
-    ProgressRow.target,
-    ProgressRow.tier,
-)
-EVENT_COLUMNS = (
-    Event.id, Event.platform, Event.event_key, Event.kind, Event.learner, Event.course, Event.item,
-    Event.score, Event.occurred_at, Event.data,
-)  # fmt: skip
-
-# Statements built once with bound parameters: building a statement costs more than running these.
-_LEARNER_KEYS = tuple_(Learner.platform, Learner.lms_user_id)
-_KNOWN_LEARNERS = select(Learner.platform, Learner.lms_user_id).where(
-    _LEARNER_KEYS.in_(bindparam("keys", expanding=True))
-)
-_LEARNERS = (
-    select(Learner.id, Learner.platform, Learner.lms_user_id, Learner.points, Learner.created_at)
-    .where(_LEARNER_KEYS.in_(bindparam("keys", expanding=True)))
-    .order_by(Learner.platform, Learner.lms_user_id)
-)
-_LEARNERS_LOCKED = _LEARNERS.with_for_update()
-_AWARDS_OF = select(Award.learner_id, Award.badge_id, Award.tier, Award.revoked_at).where(
-    Award.learner_id.in_(bindparam("ids", expanding=True))
-)
-_APPROVALS_OF = select(Approval.learner_id, Approval.badge_id, Approval.tier).where(
-    Approval.learner_id.in_(bindparam("ids", expanding=True))
-)
-_RECORDS_OF = _RECORD_QUERY.where(
-    ProgressRow.learner_id.in_(bindparam("ids", expanding=True)),
-    ProgressRow.badge_id.in_(bindparam("badges", expanding=True)),
-)
-LEARNER_EVENTS = (
-    Event.platform == bindparam("platform"),
-    Event.learner == bindparam("learner"),
-    Event.kind.in_(bindparam("kinds", expanding=True)),
-    Event.status == "done",
-)
-_HISTORY = select(*EVENT_COLUMNS).where(*LEARNER_EVENTS).order_by(Event.occurred_at, Event.id)
-
-
-def to_learning_event(row: Any) -> LearningEvent:
-    return LearningEvent(
-        platform=row.platform,
-        event_key=row.event_key,
-        kind=row.kind,
-        learner=row.learner,
-        occurred_at=row.occurred_at,
-        course=row.course,
-        item=row.item,
-        score=row.score,
-        data=row.data,
-    )
+from bridge.services.event_rows import COLUMNS, event_row, learner_events, to_learning_event
 
 
 @dataclass
@@ -100,6 +38,30 @@ class LedgerReader:
 
     def __init__(self, dialect: str, zone: tzinfo, policy: AwardPolicy, rules_lag: timedelta) -> None:
         self._dialect = dialect
+        self._driver = driver = Driver(dialect)
+        # On the driver's cursor (see bridge.db.driver): a learner may have a record per badge.
+        self._records_of = (
+            "SELECT learner_id, badge_id, criteria_version, started_at, value, target, tier, "
+            # As text, decoded only when needed; a saturated row's state is not even read (see _record).
+            "CASE WHEN saturated THEN NULL ELSE CAST(state AS TEXT) END "
+            f"FROM progress WHERE {driver.in_list('learner_id')} AND {driver.in_list('badge_id')}"
+        )
+        learners_in = f"platform = {driver.mark} AND {driver.in_list('lms_user_id')}"
+        self._known = f"SELECT lms_user_id FROM learners WHERE {learners_in}"
+        self._lock = (
+            f"SELECT id, platform, lms_user_id, points, created_at FROM learners WHERE {learners_in} "
+            "ORDER BY lms_user_id" + ("" if driver.is_sqlite else " FOR UPDATE")
+        )
+        awards = "SELECT learner_id, badge_id, tier, revoked_at IS NULL FROM awards"
+        approvals = "SELECT learner_id, badge_id, tier FROM approvals"
+        of_learners, of_badges = driver.in_list("learner_id"), driver.in_list("badge_id")
+        self._awards_of_all = f"{awards} WHERE {of_learners}"
+        self._awards_of = f"{awards} WHERE {of_learners} AND {of_badges}"
+        self._approvals_of_all = f"{approvals} WHERE {of_learners}"
+        self._approvals_of = f"{approvals} WHERE {of_learners} AND {of_badges}"
+        self._history = (
+            f"SELECT {COLUMNS} FROM events WHERE {learner_events(driver)} ORDER BY occurred_at, id"
+        )
         self._zone = zone
         self._policy = policy
         self._rules_lag = rules_lag
@@ -120,62 +82,100 @@ class LedgerReader:
         The learner row serialises evaluation per learner across workers (PostgreSQL). The rows are
         locked in (platform, learner) order, so two workers take these locks in the same order.
         """
-        new: set[tuple[str, str]] = set()
-        if create and keys:
-            known = session.connection().execute(_KNOWN_LEARNERS, {"keys": list(keys)})
-            new = set(keys) - {(row.platform, row.lms_user_id) for row in known}
-        if new:
-            session.connection().execute(
-                insert_ignoring_conflicts(self._dialect, Learner.__table__),
-                [
-                    {
-                        "platform": p,
-                        "lms_user_id": u,
-                        "points": 0,
-                        "pseudonym": new_pseudonym(),
-                        "created_at": utcnow(),
-                    }
-                    for p, u in sorted(new)
-                ],
-            )
-        query = _LEARNERS if self._dialect == "sqlite" else _LEARNERS_LOCKED
-        found = session.connection().execute(query, {"keys": list(keys)}).all() if keys else []
-        ids = [row.id for row in found]
+        driver = self._driver
+        new = self._create_learners(session, keys) if create else set()
+        found = self._lock_rows(session, keys)
         wanted = {
-            row.id: self._wanted(rules, None if kinds is None else kinds[row.platform, row.lms_user_id])
-            for row in found
+            row[0]: self._wanted(rules, None if kinds is None else kinds[row[1], row[2]]) for row in found
         }
         records = self._read_records(session, rules, found, wanted)
+        # Awards and requests of the badges in play, and of their prerequisites; others when needed.
+        in_play: set[str] | None = None
+        if kinds is not None:
+            in_play = set().union(*wanted.values())
+            in_play |= {needed for badge_id in in_play for needed in rules.by_id[badge_id].prerequisites}
         awarded: dict[int, set[tuple[str, str]]] = defaultdict(set)
         held: dict[int, set[str]] = defaultdict(set)
-        for award in session.connection().execute(_AWARDS_OF, {"ids": ids}):
-            awarded[award.learner_id].add((award.badge_id, award.tier))
-            if award.revoked_at is None:
-                held[award.learner_id].add(award.badge_id)
         requested: dict[int, set[tuple[str, str]]] = defaultdict(set)
-        for approval in session.connection().execute(_APPROVALS_OF, {"ids": ids}):
-            requested[approval.learner_id].add((approval.badge_id, approval.tier))
+        if found:
+            ids = driver.values([row[0] for row in found])
+            everything = in_play is None
+            parameters = (ids,) if everything else (ids, driver.values(sorted(in_play or ())))
+            awards = self._awards_of_all if everything else self._awards_of
+            for learner_id, badge_id, tier, in_force in driver.fetch_all(session, awards, parameters):
+                awarded[learner_id].add((badge_id, tier))
+                if in_force:
+                    held[learner_id].add(badge_id)
+            approvals = self._approvals_of_all if everything else self._approvals_of
+            for learner_id, badge_id, tier in driver.fetch_all(session, approvals, parameters):
+                requested[learner_id].add((badge_id, tier))
         learners = {}
-        for row in found:
+        for learner_id, platform, lms_user_id, points, created_at in found:
             ledger = LearnerLedger(
-                points=row.points,
-                records=records[row.id],
-                awarded=awarded[row.id],
-                held=held[row.id],
-                requested=requested[row.id],
+                points=points,
+                records=records[learner_id],
+                awarded=awarded[learner_id],
+                held=held[learner_id],
+                requested=requested[learner_id],
                 policy=self._policy,
-                first_seen=None if (row.platform, row.lms_user_id) in new else row.created_at,
+                first_seen=None if (platform, lms_user_id) in new else driver.read_time(created_at),
                 rules_lag=self._rules_lag,
-                load=lambda badge_id, learner=row: (
+                load=lambda badge_id, learner_id=learner_id: (
                     None
-                    if badge_id in wanted[learner.id]
-                    else self._load_record(session, rules, learner, badge_id)
+                    if badge_id in wanted[learner_id]
+                    else self._load_record(session, rules, learner_id, badge_id)
+                ),
+                awards_known=None if in_play is None else set(in_play),
+                load_awards=lambda badge_id, learner_id=learner_id: self._load_awards(
+                    session, learner_id, badge_id
                 ),
             )
-            learners[(row.platform, row.lms_user_id)] = LearnerContext(
-                row.id, (row.platform, row.lms_user_id), ledger, []
-            )
+            key = (platform, lms_user_id)
+            learners[key] = LearnerContext(learner_id, key, ledger, [])
         return learners
+
+    def _create_learners(self, session: Session, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Rows for the learners seen for the first time; returns their keys."""
+        driver = self._driver
+        known: set[tuple[str, str]] = set()
+        for platform, users in _by_platform(keys).items():
+            rows = driver.fetch_all(session, self._known, (platform, driver.values(users)))
+            known.update((platform, user) for (user,) in rows)
+        unknown = sorted(set(keys) - known)
+        if not unknown:
+            return set()
+        created_at = driver.time(utcnow())
+        values = ", ".join([f"({driver.marks(5)})"] * len(unknown))
+        rows = driver.fetch_all(
+            session,
+            # One statement, built for the count (executemany cannot return rows); only the rows it
+            # inserted come back, so a learner another worker has just created is not counted as new.
+            "INSERT INTO learners (platform, lms_user_id, points, pseudonym, created_at) "
+            f"VALUES {values} ON CONFLICT DO NOTHING RETURNING platform, lms_user_id",
+            [v for p, u in unknown for v in (p, u, 0, new_pseudonym(), created_at)],
+        )
+        return {(platform, user) for platform, user in rows}
+
+    def _lock_rows(self, session: Session, keys: Sequence[tuple[str, str]]) -> list[Any]:
+        """(id, platform, lms_user_id, points, created_at) of each learner, locked, in key order."""
+        found: list[Any] = []
+        for platform, users in sorted(_by_platform(keys).items()):
+            found += self._driver.fetch_all(session, self._lock, (platform, self._driver.values(users)))
+        return found
+
+    def _load_awards(self, session: Session, learner_id: int, badge_id: str) -> AwardsOf:
+        driver = self._driver
+        awards = driver.fetch_all(
+            session, self._awards_of, (driver.values([learner_id]), driver.values([badge_id]))
+        )
+        requests = driver.fetch_all(
+            session, self._approvals_of, (driver.values([learner_id]), driver.values([badge_id]))
+        )
+        return AwardsOf(
+            tuple(tier for _, _, tier, _ in awards),
+            tuple(tier for _, _, tier in requests),
+            any(in_force for *_, in_force in awards),
+        )
 
     @staticmethod
     def _wanted(rules: RuleBook, kinds: set[str] | None) -> set[str]:
@@ -200,49 +200,57 @@ class LedgerReader:
         for learner_id, badges in wanted.items():
             alike[frozenset(badges)].append(learner_id)
         for badges, learner_ids in alike.items():
-            rows = session.connection().execute(_RECORDS_OF, {"ids": learner_ids, "badges": sorted(badges)})
-            for row in rows:
-                record = _record(rules, row)
+            for row in self._fetch_records(session, learner_ids, sorted(badges)):
+                record = self._record(rules, row)
                 if record is not None:
-                    records[row.learner_id][row.badge_id] = record
+                    records[row[0]][row[1]] = record
         return records
 
-    @staticmethod
-    def _load_record(session: Session, rules: RuleBook, learner: Any, badge_id: str) -> BadgeRecord | None:
-        row = (
-            session.connection()
-            .execute(_RECORDS_OF, {"ids": [learner.id], "badges": [badge_id]})
-            .one_or_none()
+    def _load_record(
+        self, session: Session, rules: RuleBook, learner_id: int, badge_id: str
+    ) -> BadgeRecord | None:
+        rows = self._fetch_records(session, [learner_id], [badge_id])
+        return self._record(rules, rows[0]) if rows else None
+
+    def _fetch_records(self, session: Session, learner_ids: list[int], badges: list[str]) -> list[Any]:
+        driver = self._driver
+        return driver.fetch_all(
+            session, self._records_of, (driver.values(learner_ids), driver.values(badges))
         )
-        return None if row is None else _record(rules, row)
+
+    def _record(self, rules: RuleBook, row: Any) -> BadgeRecord | None:
+        """A stored progress row as the ledger sees it, or None for a badge no longer active.
+
+        Progress is derived from the state (by the ledger, when needed), never trusted from the row, so
+        it always matches the criteria of the state's version (the ledger replays when the version has
+        moved on) — except for a saturated row of the current version, whose state is not even read:
+        nothing can change it.
+        """
+        _, badge_id, version, started_at, value, target, tier, state = row
+        badge = rules.by_id.get(badge_id)
+        if badge is None:
+            return None
+        started = self._driver.read_time(started_at)
+        if state is None and version == badge.criteria_version:
+            tiers = badge.criteria.tiers
+            progress = Progress(value, target, True, (), tier=tier, reached=tiers, saturated=True)
+            return BadgeRecord(version, {}, progress, started, saturated=True)
+        return BadgeRecord(version, {} if state is None else json.loads(state), None, started)
 
     def history(self, session: Session, learner: LearnerContext, badge: ActiveBadge) -> list[EventFacts]:
         """The learner's events before the current one that ``badge`` listens to, oldest first."""
         platform, lms_user_id = learner.key
-        stored = session.connection().execute(
-            _HISTORY, {"platform": platform, "learner": lms_user_id, "kinds": sorted(badge.criteria.kinds)}
+        driver = self._driver
+        stored = driver.fetch_all(
+            session, self._history, (platform, lms_user_id, driver.values(sorted(badge.criteria.kinds)))
         )
-        past = [EventFacts(to_learning_event(row), self._zone) for row in stored]
+        past = [EventFacts(to_learning_event(event_row(driver, row)), self._zone) for row in stored]
         past += [f for _, f in learner.seen if f.event.kind in badge.criteria.kinds]
         return past
 
-    # --- writing ---------------------------------------------------------------------------------
 
-
-def _record(rules: RuleBook, row: Any) -> BadgeRecord | None:
-    """A stored progress row as the ledger sees it, or None for a badge no longer active.
-
-    Progress is derived from the state (by the ledger, when needed), never trusted from the row, so it
-    always matches the criteria of the state's version (the ledger replays when the version has moved
-    on) — except for a saturated row of the current version, whose state is not even read: nothing can
-    change it.
-    """
-    badge = rules.by_id.get(row.badge_id)
-    if badge is None:
-        return None
-    if row.state is None and row.criteria_version == badge.criteria_version:
-        tiers = badge.criteria.tiers
-        progress = Progress(row.value, row.target, True, (), tier=row.tier, reached=tiers, saturated=True)
-        return BadgeRecord(row.criteria_version, {}, progress, row.started_at, saturated=True)
-    state = {} if row.state is None else json.loads(row.state)
-    return BadgeRecord(row.criteria_version, state, None, row.started_at)
+def _by_platform(keys: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    users: dict[str, list[str]] = defaultdict(list)
+    for platform, user in keys:
+        users[platform].append(user)
+    return users

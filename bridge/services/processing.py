@@ -25,7 +25,8 @@ from bridge.domain.aggregates import EventFacts
 from bridge.domain.evaluation import AwardPolicy
 from bridge.services.badges import RuleBookCache
 from bridge.services.effects import AwardMade, EffectWriter
-from bridge.services.ledgers import LedgerReader, to_learning_event
+from bridge.services.event_rows import to_learning_event
+from bridge.services.ledgers import LedgerReader
 from bridge.settings import Settings
 
 

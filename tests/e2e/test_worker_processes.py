@@ -89,19 +89,21 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_awards_nothing_twice(
 
 
 def test_workers_killed_at_random_moments_lose_nothing(database_url: str, tmp_path: Path) -> None:
-    database = setup(database_url, tmp_path, learners=40, per_learner=25, extra="[worker]\nbatch_size = 20")
+    database = setup(database_url, tmp_path, learners=40, per_learner=60, extra="[worker]\nbatch_size = 10")
     env = process_env(tmp_path / "c.toml")
     for round_number in range(3):
         with running([BADGE_BRIDGE, "worker"], env, tmp_path / f"w{round_number}.log") as victim:
             done_before = statuses(database).get("done", 0)
             wait_until(
-                lambda before=done_before: statuses(database).get("done", 0) > before,
+                # A fast worker may finish everything in the time it takes to look.
+                lambda before=done_before: statuses(database).get("done", 0) > before
+                or "pending" not in statuses(database),
                 60,
                 "the worker to commit a batch",
             )
             kill_hard(victim)
     subprocess.run([BADGE_BRIDGE, "worker", "--drain"], env=env, check=True, capture_output=True, timeout=120)
-    assert_each_event_took_effect_once(database, learners=40, per_learner=25)
+    assert_each_event_took_effect_once(database, learners=40, per_learner=60)
 
 
 def test_two_workers_process_ten_thousand_events_exactly_once(database_url: str, tmp_path: Path) -> None:

@@ -1,0 +1,100 @@
+"""Statements on the database driver's own cursor, for the few paths where SQLAlchemy's cost shows.
+
+The inbox insert and the worker's per-batch reads and writes run thousands of rows a second. For those,
+SQLAlchemy's per-row type processing and parameter building cost more than the database itself (see
+benchmarks/ingest.py and benchmarks/evaluator.py). ``Driver`` holds what differs between the two
+drivers — the placeholder, how times, JSON and lists of values travel — so the statements themselves
+are written once. Values are encoded exactly as the models' column types store them
+(``bridge.db.models.UTCDateTime``, ``JsonDocument``), so the ORM reads them back unchanged.
+
+Statements run on the session's own DBAPI connection, inside its transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+
+# One encoder, made once: json.dumps with any option makes a new one per call.
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def sqlite_time(value: datetime) -> str:
+    # SQLAlchemy's storage format for SQLite DATETIME ("2026-11-22 09:15:00.000000"), in UTC
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(sep=" ", timespec="microseconds")[:26]  # without the "+00:00"
+
+
+class Driver:
+    def __init__(self, dialect: str) -> None:
+        self.is_sqlite = dialect == "sqlite"
+        self.mark = "?" if self.is_sqlite else "%s"
+        # JSON travels as text; PostgreSQL casts it into the jsonb column.
+        self.json_mark = self.mark if self.is_sqlite else "CAST(%s AS jsonb)"
+
+    def marks(self, count: int) -> str:
+        return ", ".join([self.mark] * count)
+
+    def in_list(self, column: str) -> str:
+        """A condition ``column`` IN the values bound as one parameter (see ``values``)."""
+        if self.is_sqlite:
+            return f"{column} IN (SELECT value FROM json_each(?))"
+        return f"{column} = ANY(%s)"
+
+    def values(self, values: Sequence[Any]) -> Any:
+        """The parameter for an ``in_list`` condition: one statement whatever the number of values."""
+        return json.dumps(list(values)) if self.is_sqlite else list(values)
+
+    def time(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        return sqlite_time(value) if self.is_sqlite else value
+
+    def read_time(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+    @staticmethod
+    def json(value: Any) -> str:
+        return _encode_json(value)
+
+    def read_json(self, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str | bytes) else value
+
+    def execute_many(self, session: Session, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._run(session, statement, rows, many=True)
+
+    def fetch_all(self, session: Session, statement: str, parameters: Sequence[Any]) -> list[Any]:
+        return self._run(session, statement, parameters, many=False)
+
+    @staticmethod
+    def _run(session: Session, statement: str, parameters: Any, *, many: bool) -> Any:
+        connection = session.connection()  # the session's: the statement joins its transaction
+        driver_connection = connection.connection.driver_connection
+        assert driver_connection is not None
+        cursor = driver_connection.cursor()
+        try:
+            if many:
+                cursor.executemany(statement, parameters)
+                return None
+            cursor.execute(statement, parameters)
+            return cursor.fetchall()
+        except connection.dialect.loaded_dbapi.Error as error:
+            # As SQLAlchemy would raise it (IntegrityError, DataError, ...): callers tell a bad value
+            # from a failing database by those classes.
+            raise DBAPIError.instance(
+                statement, parameters, error, connection.dialect.loaded_dbapi.Error
+            ) from error
+        finally:
+            cursor.close()
