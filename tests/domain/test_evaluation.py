@@ -13,7 +13,7 @@ import pytest
 
 from bridge.domain.aggregates import Count, EventFacts, Max
 from bridge.domain.criteria import Criteria, Requirement, Tier
-from bridge.domain.evaluation import AwardPolicy, BadgeRecord, Earned, LearnerLedger
+from bridge.domain.evaluation import AwardPolicy, AwardsOf, BadgeRecord, Earned, LearnerLedger
 from bridge.domain.events import LearningEvent
 from bridge.domain.rules import ActiveBadge, RuleBook
 from bridge.domain.templates import level_tiers
@@ -268,6 +268,55 @@ def test_any_tier_of_a_prerequisite_counts_as_holding_it() -> None:
     observe(book, rules, facts("login"))
     earned_now = observe(book, rules, facts("assignment_graded"), facts("assignment_graded"))
     assert [(e.badge.id, e.tier.name) for e in earned_now] == [("achiever", "bronze"), ("follower", "")]
+
+
+# --- awards read on demand ---------------------------------------------------------------------------
+
+
+def awards_from(stored: dict[str, AwardsOf], asked: list[str]) -> Any:
+    def load(badge_id: str) -> AwardsOf:
+        asked.append(badge_id)
+        return stored.get(badge_id, AwardsOf((), (), False))
+
+    return load
+
+
+def test_awards_of_a_badge_not_read_up_front_are_read_before_it_is_awarded() -> None:
+    asked: list[str] = []
+    book = ledger(awards_known=set(), load_awards=awards_from({"welcome": AwardsOf(("",), (), True)}, asked))
+    assert observe(book, RuleBook([badge("welcome", points=5)]), facts("login")) == []
+    assert (asked, book.points) == (["welcome"], 0)
+
+
+def test_a_prerequisite_not_read_up_front_is_read_when_its_dependant_completes() -> None:
+    asked: list[str] = []
+    book = ledger(
+        awards_known=set(), load_awards=awards_from({"course-ready": AwardsOf(("",), (), True)}, asked)
+    )
+    course = facts("course_completed")
+    assert observe(book, RuleBook([READY, GRADUATE]), course) == [
+        earned(GRADUATE, Tier("", 1, 20), course, points=20)
+    ]
+    assert asked == ["course-ready", "course-graduate"]
+
+
+def test_a_request_not_read_up_front_keeps_a_badge_out_of_the_queue_twice() -> None:
+    book = ledger(awards_known=set(), load_awards=awards_from({"mentor": AwardsOf((), ("",), False)}, []))
+    assert observe(book, RuleBook([badge("mentor", requires_approval=True)]), facts("login")) == []
+
+
+def test_awards_of_a_badge_are_read_once() -> None:
+    asked: list[str] = []
+    book = ledger(awards_known=set(), load_awards=awards_from({}, asked))
+    welcome = either_login_or_purchase("welcome")
+    observe(book, RuleBook([welcome]), facts("login"), facts("purchase"))
+    assert asked == ["welcome"]
+
+
+def test_badges_read_up_front_are_not_asked_for() -> None:
+    book = ledger(awards_known={"welcome"}, load_awards=awards_from({}, asked := []))
+    assert [e.badge.id for e in observe(book, RuleBook([badge("welcome")]), facts("login"))] == ["welcome"]
+    assert asked == []
 
 
 # --- revoked awards -----------------------------------------------------------------------------------

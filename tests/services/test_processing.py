@@ -116,3 +116,29 @@ def test_a_template_sync_without_changes_keeps_the_version(database: Database, s
     )
     with database.read() as session:
         assert {b.criteria_version for b in session.scalars(select(Badge))} == {1}
+
+
+def test_an_award_unlocks_a_chain_of_complete_dependants_read_only_when_needed(
+    database_url: str, tmp_path: Path
+) -> None:
+    """step-1 (login) <- step-2 (course_completed) <- step-3 (purchase): a login in a later batch awards
+    step-1, which unlocks step-2, which unlocks step-3; step-3 is two links from the login's badges."""
+    templates = tmp_path / "t"
+    count_badge_template(templates, "step-1", "login", 1)
+    count_badge_template(templates, "step-2", "course_completed", 1)
+    count_badge_template(templates, "step-3", "purchase", 1)
+    for badge_id, needed in (("step-2", "step-1"), ("step-3", "step-2")):
+        path = templates / f"{badge_id}.toml"
+        path.write_text(f'prerequisites = ["{needed}"]\n' + path.read_text())
+    settings = make_settings(database_url, tmp_path, badge_templates_dir=templates)
+    database = open_database(settings)
+    store(database, learning_event("p", kind="purchase"), learning_event("c", kind="course_completed"))
+    drain(Worker(database, settings))
+    assert awards_of(database) == []
+    store(database, learning_event("l", minutes=1))
+    drain(Worker(database, settings))
+    assert awards_of(database) == [("42", "step-1"), ("42", "step-2"), ("42", "step-3")]
+    # Awards read on demand are read all the same: nothing is awarded twice.
+    store(database, learning_event("p2", kind="purchase", minutes=2), learning_event("l2", minutes=2))
+    drain(Worker(database, settings))
+    assert len(awards_of(database)) == 3
