@@ -43,10 +43,14 @@ class Requirement:
         A met requirement keeps its state: its value is capped at the target, so nothing more can show,
         and nothing needs writing.
         """
-        aggregate = self.aggregate
-        assert aggregate is not None
         if state is not None and self.measure(state, 0) >= self.target:
             return state
+        return self.add(state, facts)
+
+    def add(self, state: Any, facts: EventFacts) -> Any:
+        """``advance`` for a requirement known not to be met yet."""
+        aggregate = self.aggregate
+        assert aggregate is not None
         if aggregate.name == "streak":
             value: Any = facts.day
         elif self.field is not None:
@@ -139,7 +143,7 @@ class Criteria:
                 continue  # met (see Requirement.advance); checked before the costlier filter
             if requirement.filter is not None and not requirement.filter.matches(facts.context):
                 continue
-            after = requirement.advance(before, facts)
+            after = requirement.add(before, facts)
             if after is not before and after != before:
                 if changed is None:
                     changed = dict(state)

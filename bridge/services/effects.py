@@ -67,7 +67,16 @@ class EffectWriter:
         self, session: Session, learners: Collection[LearnerContext], now: datetime
     ) -> tuple[list[AwardMade], int]:
         progress_rows, point_rows, award_rows, approval_rows, made_for = [], [], [], [], []
-        dumps, time, at = self._driver.json, self._driver.time, self._driver.time(now)
+        dumps, at = self._driver.json, self._driver.time(now)
+        # Most records start at the time of an event of the batch: each time is encoded once.
+        times: dict[datetime | None, Any] = {}
+
+        def time(value: datetime | None) -> Any:
+            encoded = times.get(value)
+            if encoded is None:
+                encoded = times[value] = self._driver.time(value)
+            return encoded
+
         for learner in learners:
             ledger = learner.ledger
             for badge_id in sorted(ledger.dirty):
