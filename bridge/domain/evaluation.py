@@ -113,7 +113,11 @@ class LearnerLedger:
         records = self.records
         for badge in rules.for_kind(event.kind):
             record = records.get(badge.id) or self.record(badge.id)
-            if self._needs_replay(badge, record):
+            if record is None or record.criteria_version == badge.criteria_version:
+                replay = record is None and self._needs_replay(badge, None)
+            else:
+                replay = True
+            if replay:
                 # New criteria, or a badge that came after some of the learner's events were
                 # evaluated: rebuild from everything they did.
                 state: Mapping[str, Any] = {}
@@ -126,19 +130,28 @@ class LearnerLedger:
                 advanced = badge.criteria.advance(state, facts)
                 if advanced is not None:
                     state, started = advanced, _earliest(started, event.occurred_at)
+            elif record is None:
+                advanced = badge.criteria.advance({}, facts)
+                if advanced is None:
+                    continue
+                state, started = advanced, event.occurred_at
             else:
-                if record is not None and _saturated(record):
+                if record.saturated or (record.progress is not None and record.progress.saturated):
                     continue  # nothing left to change or to earn by events (unlocks come by _unlock)
-                advanced = badge.criteria.advance(record.state if record else {}, facts)
+                advanced = badge.criteria.advance(record.state, facts)
                 if advanced is None:
                     continue
                 state = advanced
-                started = _earliest(record.started_at if record else None, event.occurred_at)
+                started = record.started_at
+                if started is None or event.occurred_at < started:
+                    started = event.occurred_at
             progress = badge.criteria.progress(state, self.points)
-            self._store(
-                badge, BadgeRecord(badge.criteria_version, state, progress, started, progress.saturated)
+            records[badge.id] = BadgeRecord(
+                badge.criteria_version, state, progress, started, progress.saturated
             )
-            self._earn(badge, progress, rules, event, event.occurred_at)
+            self.dirty.add(badge.id)
+            if progress.complete or progress.reached:
+                self._earn(badge, progress, rules, event, event.occurred_at)
 
     def progress(self, badge: ActiveBadge, record: BadgeRecord) -> Progress:
         """The record's progress, worked out from its state when first needed."""

@@ -36,18 +36,23 @@ class ExpressionError(ValueError):
 
 
 _NAMES = re.compile(rf"\b({'|'.join(FILTER_NAMES)})\b")
+_DATA = re.compile(r"\bdata\b")
+_DATA_KEY = re.compile(r"""\bdata\s*\[\s*(?:'([^'\\]*)'|"([^"\\]*)")\s*\]""")
 _CACHE_LIMIT = 4096
+_ABSENT = object()
 
 
 class EventFilter:
     """A compiled expression; ``matches`` is False when it cannot be evaluated for an event.
 
     Results are remembered by the values of the names the expression mentions: rule-engine evaluates
-    in tens of microseconds, and the same few courses and scores come back again and again. Expressions
-    on ``data`` are not remembered (its values need not be hashable).
+    in tens of microseconds (hundreds with ``data``, which it converts whole), and the same few courses,
+    scores and activity types come back again and again. ``data`` is remembered by the keys the
+    expression reads, when it reads them only as ``data['key']``, and handed to rule-engine as just those
+    keys; an expression that uses ``data`` any other way is evaluated every time.
     """
 
-    __slots__ = ("_cache", "_names", "_rule", "text")
+    __slots__ = ("_cache", "_data_keys", "_names", "_rule", "text")
 
     def __init__(self, text: str) -> None:
         if not text.strip():
@@ -68,19 +73,34 @@ class EventFilter:
                 message = "read event data as data['name'], not data.name"
             raise ExpressionError(message) from None
         self.text = text
-        names = tuple(sorted(set(_NAMES.findall(text))))  # may over-count (a name in a string): harmless
-        self._names = None if "data" in names else names
+        # Either may over-count (a name inside a string, say): a larger key, never a wrong answer.
+        names = tuple(sorted(set(_NAMES.findall(text)) - {"data"}))
+        data_keys = tuple(sorted({a or b for a, b in _DATA_KEY.findall(text)}))
+        only_keyed = len(_DATA.findall(text)) == len(_DATA_KEY.findall(text))
+        self._names: tuple[str, ...] | None = names if only_keyed else None
+        self._data_keys = data_keys
         self._cache: dict[tuple[Any, ...], bool] = {}
 
     def matches(self, context: Mapping[str, Any]) -> bool:
         if self._names is None:
             return self._evaluate(context)
-        key = tuple(context[name] for name in self._names)
-        found = self._cache.get(key)
+        data = context["data"]
+        read = tuple(data.get(k, _ABSENT) for k in self._data_keys) if self._data_keys else ()
+        # With each data value's type: True and 1 are equal keys, but not equal to rule-engine.
+        key = (*(context[name] for name in self._names), *((type(v), v) for v in read))
+        try:
+            found = self._cache.get(key)
+        except TypeError:  # a data value that cannot be a key (a list, say)
+            found, key = None, None
         if found is None:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            found = self._cache[key] = self._evaluate(context)
+            if self._data_keys:
+                wanted = {k: v for k, v in zip(self._data_keys, read, strict=True) if v is not _ABSENT}
+                context = {**context, "data": wanted}
+            found = self._evaluate(context)
+            if key is not None:
+                if len(self._cache) >= _CACHE_LIMIT:
+                    self._cache.clear()
+                self._cache[key] = found
         return found
 
     def _evaluate(self, context: Mapping[str, Any]) -> bool:

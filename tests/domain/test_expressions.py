@@ -44,6 +44,42 @@ def test_an_event_without_the_data_field_or_with_a_value_of_another_type_does_no
     assert not generous.matches(context(data={"points": "many"}))
 
 
+def test_a_remembered_data_result_is_told_apart_by_every_key_read_and_its_type() -> None:
+    forum = EventFilter('data["activity"] == "forum" and data[\'posts\'] >= 2')
+    answers = [
+        forum.matches(context(data=data))
+        for data in (
+            {"activity": "forum", "posts": 2},
+            {"activity": "forum", "posts": 1},
+            {"activity": "quiz", "posts": 2},
+            {"activity": "forum", "posts": 2, "other": [1]},  # a key not read: same answer
+            {"activity": "forum"},
+            {"activity": "forum", "posts": 2},
+        )
+    ]
+    assert answers == [True, False, False, True, False, True]
+
+
+def test_a_remembered_data_result_tells_true_from_one() -> None:
+    single = EventFilter("data['posts'] == 1")
+    assert [single.matches(context(data={"posts": posts})) for posts in (1, True, 1.0)] == [True, False, True]
+
+
+def test_data_values_that_cannot_be_remembered_are_evaluated_every_time() -> None:
+    tagged = EventFilter('data["tags"] == ["a", "b"]')
+    assert [tagged.matches(context(data={"tags": tags})) for tags in (["a", "b"], ["a"], ["a", "b"])] == [
+        True,
+        False,
+        True,
+    ]
+
+
+def test_data_used_other_than_by_a_quoted_key_is_evaluated_whole() -> None:
+    keyed = EventFilter('"forum" in data')
+    assert keyed.matches(context(data={"forum": 1}))
+    assert not keyed.matches(context(data={"quiz": 1}))
+
+
 def test_filters_know_every_event_field_and_the_string_operators() -> None:
     assert FILTER_NAMES == ("kind", "course", "item", "platform", "learner", "score", "data")
     assert EventFilter('kind in ["quiz_graded", "assignment_graded"]').matches(context())
