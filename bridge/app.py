@@ -14,13 +14,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from bridge import metrics
 from bridge.bootstrap import open_database
 from bridge.db.engine import Database
+from bridge.issuing.keys import KeyRing
+from bridge.issuing.publisher import Publisher
 from bridge.services.api_keys import ApiKeyVerifier
 from bridge.services.badge_admin import BadgeAdmin
+from bridge.services.badges import shipped_templates_dir
 from bridge.services.ingest import Inbox
 from bridge.services.manual_awards import ManualAwards
 from bridge.services.queue import QueueStats, queue_stats
 from bridge.settings import Settings
 from bridge.web.api import api
+from bridge.web.badges_api import badges_api
+from bridge.web.badges_public import badges_public
 from bridge.web.context import Services
 from bridge.web.errors import register_error_handlers
 from bridge.web.ops import ops
@@ -67,12 +72,21 @@ def create_app(settings: Settings, database: Database | None = None) -> Flask:
         queue_collector=metrics.QueueCollector(read_queue_stats),
         badge_admin=BadgeAdmin(database, settings),
         manual_awards=ManualAwards(database, settings),
+        # Keys are made here, on first start, so the first badge served is already signable.
+        publisher=Publisher(
+            database,
+            settings,
+            KeyRing.open(settings.data_dir),
+            settings.badge_templates_dir or shipped_templates_dir(),
+        ),
     )
     register_error_handlers(app)
     app.register_blueprint(ops)
     app.register_blueprint(api)
     app.register_blueprint(reports)
     app.register_blueprint(rules_api)
+    app.register_blueprint(badges_public)
+    app.register_blueprint(badges_api)
     _observe_requests(app)
     return app
 

@@ -231,10 +231,11 @@ def api_keys_revoke(ctx: _Context, name: str) -> None:
 
 def _register_more_commands() -> None:
     # Imported here: those modules build on this one's context and options.
+    from bridge.cli_keys import keys
     from bridge.cli_reports import analytics, leaderboard
     from bridge.cli_rules import COMMANDS as RULES_COMMANDS
 
-    for command in (*RULES_COMMANDS, leaderboard, analytics):
+    for command in (*RULES_COMMANDS, leaderboard, analytics, keys):
         main.add_command(command)
 
 

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
@@ -64,6 +65,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class IssuerSettings(_Section):
+    """Who issues the badges: the Open Badges Issuer Profile (OB 2.0 requires name, url and email)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] = "LMS Badge Bridge"
+    url: AnyHttpUrl | None = None  # None: public_base_url
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] = "badges@example.org"
+    image: AnyHttpUrl | None = None
+    description: str = ""
+    # OB 2.0 assertions as signed JWS (verified with the published key) instead of hosted JSON.
+    signed: bool = False
+
+
 class PlatformSettings(_Section):
     """One LMS instance (or another event source) whose events the bridge accepts."""
 
@@ -74,11 +87,31 @@ class PlatformSettings(_Section):
     token: SecretStr | None = None
     webhook_secret: SecretStr | None = None
     sync_schedule: CronExpression | None = None
+    # This platform's learners get badges from this issuer instead of the global one (one per tenant).
+    issuer: IssuerSettings | None = None
+    # How webhooks prove they come from the LMS. Canvas: "jwt" (signed Live Events, the default) or
+    # "unsigned"; Moodle: "token" (local_webhooks' token in the body, the default) or "hmac" (headers).
+    webhook_auth: Literal["jwt", "unsigned", "token", "hmac"] | None = None
+    jwks_url: AnyHttpUrl | None = None  # Canvas: the JWKS of signed Live Events; unset: Instructure's
+    jwt_issuer: str | None = None  # Canvas: the iss claim required of signed Live Events; unset: any
+    courses: list[Annotated[str, Field(min_length=1, max_length=255)]] = []  # to sync; empty: all visible
 
     @field_validator("sync_schedule")
     @classmethod
     def _valid_cron(cls, value: str | None) -> str | None:
         return value if value is None else _cron(value)
+
+    @model_validator(mode="after")
+    def _webhook_auth_fits_kind(self) -> PlatformSettings:
+        allowed = {"canvas": ("jwt", "unsigned"), "moodle": ("token", "hmac")}.get(self.kind, ())
+        if self.webhook_auth is not None and self.webhook_auth not in allowed:
+            choices = " or ".join(repr(a) for a in allowed) or "nothing (no webhooks)"
+            raise ValueError(f"webhook_auth: a {self.kind} platform takes {choices}")
+        return self
+
+    @property
+    def effective_webhook_auth(self) -> str:
+        return self.webhook_auth or ("jwt" if self.kind == "canvas" else "token")
 
 
 class ServerSettings(_Section):
@@ -96,6 +129,20 @@ class WorkerSettings(_Section):
     backoff_base_seconds: PositiveFloat = 2.0
     backoff_max_seconds: PositiveFloat = 3600.0
     rules_refresh_seconds: PositiveFloat = 5.0
+
+
+class SyncSettings(_Section):
+    """How the connectors talk to the LMSs during a sync (and when a webhook needs a grade)."""
+
+    timeout_seconds: PositiveFloat = 30.0
+    attempts: PositiveInt = 6
+    backoff_base_seconds: PositiveFloat = 1.0
+    backoff_max_seconds: PositiveFloat = 60.0
+    concurrency: PositiveInt = 2
+    pace_below: NonNegativeFloat = 100.0
+    submissions_overlap_minutes: NonNegativeInt = 60
+    replay_window_seconds: PositiveFloat = 300.0
+    lease_seconds: PositiveFloat = 3600.0
 
 
 class HealthSettings(_Section):
@@ -135,7 +182,9 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     worker: WorkerSettings = WorkerSettings()
     health: HealthSettings = HealthSettings()
+    sync: SyncSettings = SyncSettings()
     leaderboard: LeaderboardSettings = LeaderboardSettings()
+    issuer: IssuerSettings = IssuerSettings()
 
     @field_validator("sync_schedule")
     @classmethod

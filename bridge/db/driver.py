@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-
 # One encoder, made once: json.dumps with any option makes a new one per call.
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode
 

@@ -79,7 +79,9 @@ class Event(Base):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
-        Index("ix_events_platform_learner", "platform", "learner"),
+        # A learner's events of some kinds in time order: the history replayed after a criteria change
+        # and the evidence of an award, without sorting everything the learner did.
+        Index("ix_events_learner_history", "platform", "learner", "kind", "occurred_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -115,6 +117,11 @@ class Learner(Base):
     pseudonym: Mapped[str] = mapped_column(String(32))
     leaderboard_opt_out: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The badge recipient identity (hashed in every assertion); None until an event, roster or the API
+    # names it, and meanwhile badges name a pseudonymous URL (bridge/domain/openbadges.py).
+    email: Mapped[str | None] = mapped_column(String(320))
+    # Set when the learner opts in to a public badge profile: the unguessable part of its URL.
+    profile_token: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class CourseMember(Base):

@@ -17,6 +17,12 @@ LMS_KINDS: tuple[str, ...] = (
     "quiz_graded",
     "course_graded",
     "enrolled",
+    # From the connectors too: partial module progress (Canvas), an activity marked incomplete again
+    # (Moodle), and submissions whose grade comes later.
+    "course_progress",
+    "activity_uncompleted",
+    "assignment_submitted",
+    "quiz_submitted",
 )
 
 

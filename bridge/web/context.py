@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from bridge.db.engine import Database
+from bridge.issuing.publisher import Publisher
 from bridge.metrics import QueueCollector
 from bridge.services.api_keys import ApiKeyVerifier
 from bridge.services.badge_admin import BadgeAdmin
@@ -24,6 +25,7 @@ class Services:
     queue_collector: QueueCollector
     badge_admin: BadgeAdmin
     manual_awards: ManualAwards
+    publisher: Publisher
 
 
 def services() -> Services:

@@ -96,8 +96,9 @@ def test_workers_killed_at_random_moments_lose_nothing(database_url: str, tmp_pa
             done_before = statuses(database).get("done", 0)
             wait_until(
                 # A fast worker may finish everything in the time it takes to look.
-                lambda before=done_before: statuses(database).get("done", 0) > before
-                or "pending" not in statuses(database),
+                lambda before=done_before: (
+                    statuses(database).get("done", 0) > before or "pending" not in statuses(database)
+                ),
                 60,
                 "the worker to commit a batch",
             )
