@@ -17,11 +17,24 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-# One encoder, made once: json.dumps with any option makes a new one per call.
-_encode_json = json.JSONEncoder(separators=(",", ":")).encode
+# The standard library's encoder for what orjson refuses (integers past 64 bits); made once, as
+# json.dumps with any option makes a new one per call.
+_encode_json_slowly = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def encode_json(value: Any) -> str:
+    """JSON text; orjson, as states are encoded and decoded for every event (several times faster)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return _encode_json_slowly(value)
+
+
+decode_json = orjson.loads
 
 
 def sqlite_time(value: datetime) -> str:
@@ -65,10 +78,10 @@ class Driver:
 
     @staticmethod
     def json(value: Any) -> str:
-        return _encode_json(value)
+        return encode_json(value)
 
     def read_json(self, value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str | bytes) else value
+        return decode_json(value) if isinstance(value, str | bytes) else value
 
     def execute_many(self, session: Session, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:

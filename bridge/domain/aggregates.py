@@ -18,6 +18,17 @@ from typing import Any, Protocol
 from bridge.domain.events import LearningEvent
 
 MICRO = 1_000_000  # sums are kept in millionths, as integers, so that their order cannot round them
+# How far back from a learner's latest event a streak or window keeps its days, weeks or months. Older
+# parts are folded into the best value, so a state stays small however long the learner's history is.
+HORIZON_DAYS = 35
+
+
+class LateEvent(Exception):
+    """An event older than the part of a state that is kept.
+
+    The state cannot take it: the ledger rebuilds it from the learner's history in time order (as for
+    new criteria). Live events and the nightly sync arrive well within the horizon.
+    """
 
 
 class EventFacts:
@@ -209,21 +220,35 @@ class AllOf(_SeenValues):
 
 @dataclass(frozen=True, slots=True)
 class Streak:
-    """Runs of consecutive active days, as sorted, disjoint ``[first, last]`` day ordinals."""
+    """Runs of consecutive active days, as sorted, disjoint ``[first, last]`` day ordinals.
+
+    State: ``{"runs": [...], "best": longest run dropped, "from": first day taken}``. Runs that end
+    before ``from`` - 1 cannot grow any more (a day before ``from`` is a LateEvent), so they are dropped
+    and only the longest is remembered. (A plain list of runs is the earlier form, still read.)
+    """
 
     name: str = "streak"
     needs_field: bool = True  # the day, supplied by the requirement
 
-    def empty(self) -> list[list[int]]:
-        return []
+    def empty(self) -> dict[str, Any]:
+        return {"runs": [], "best": 0, "from": None}
 
-    def add(self, state: list[list[int]], value: Any) -> list[list[int]]:
+    @staticmethod
+    def runs(state: Any) -> list[list[int]]:
+        return state if isinstance(state, list) else state["runs"]
+
+    def add(self, state: Any, value: Any) -> Any:
         day = int(value)
-        starts = [run[0] for run in state]
+        state = {"runs": state, "best": 0, "from": None} if isinstance(state, list) else state
+        floor = state["from"]
+        if floor is not None and day < floor:
+            raise LateEvent(day)
+        state_runs = state["runs"]
+        starts = [run[0] for run in state_runs]
         i = bisect.bisect_right(starts, day)
-        if i and state[i - 1][1] >= day:
+        if i and state_runs[i - 1][1] >= day:
             return state  # already inside a run
-        runs = [list(run) for run in state]
+        runs = [list(run) for run in state_runs]
         joins_left = i > 0 and runs[i - 1][1] == day - 1
         joins_right = i < len(runs) and runs[i][0] == day + 1
         if joins_left and joins_right:
@@ -235,13 +260,23 @@ class Streak:
             runs[i][0] = day
         else:
             runs.insert(i, [day, day])
-        return runs
+        best = state["best"]
+        if floor is None or day - HORIZON_DAYS > floor:
+            floor = day - HORIZON_DAYS
+            done = [last - first + 1 for first, last in runs if last < floor - 1]
+            if done:
+                best = max(best, *done)
+                runs = [run for run in runs if run[1] >= floor - 1]
+        return {"runs": runs, "best": best, "from": floor}
 
-    def merge(self, states: Iterable[list[list[int]]]) -> list[list[int]]:
+    def merge(self, states: Iterable[Any]) -> Any:
         raise TypeError("a streak has no window")
 
-    def measure(self, state: list[list[int]]) -> float:
-        return float(max((last - first + 1 for first, last in state), default=0))
+    def measure(self, state: Any) -> float:
+        if isinstance(state, list):
+            return float(max((last - first + 1 for first, last in state), default=0))
+        longest = max((last - first + 1 for first, last in state["runs"]), default=0)
+        return float(max(longest, state["best"]))
 
 
 WINDOWED = frozenset({"count", "distinct", "sum", "max", "all"})
@@ -252,8 +287,9 @@ PERIODS = ("day", "week", "month")
 class Window:
     """Where the target must be reached: within one calendar ``period``, or within ``days`` days.
 
-    State: ``{"b": {period or day ordinal: aggregate state}, "best": best window value so far}``. A new
-    event can only raise the windows that contain it, so the best value is a running maximum.
+    State: ``{"b": {period or day ordinal: aggregate state}, "best": best window value so far, "from":
+    the first period taken}``. A new event can only raise the windows that contain it, so the best value
+    is a running maximum, and periods before ``from`` (a LateEvent) are dropped: they cannot change.
     """
 
     period: str | None = None
@@ -271,6 +307,9 @@ class Window:
 
     def add(self, state: Mapping[str, Any], aggregate: Aggregate, facts: EventFacts, value: Any) -> Any:
         key = self.bucket(facts)
+        floor = state.get("from")
+        if floor is not None and key < floor:
+            raise LateEvent(key)
         buckets = dict(state["b"])
         before = buckets.get(str(key), aggregate.empty())
         after = aggregate.add(before, value)
@@ -281,7 +320,14 @@ class Window:
             reached = aggregate.measure(after)
         else:
             reached = self._best_span_through(key, buckets, aggregate)
-        return {"b": buckets, "best": max(float(state["best"]), reached)}
+        # Months are numbered one apart, days and weeks (their Mondays) by day ordinals.
+        horizon = 2 if self.period == "month" else HORIZON_DAYS
+        if floor is None or key - horizon > floor:
+            floor = key - horizon
+            # A span through a day from ``floor`` on reaches back ``days`` - 1 days before it.
+            kept = floor - (self.days or 0)
+            buckets = {k: v for k, v in buckets.items() if int(k) >= kept}
+        return {"b": buckets, "best": max(float(state["best"]), reached), "from": floor}
 
     def _best_span_through(self, day: int, buckets: Mapping[str, Any], aggregate: Aggregate) -> float:
         """The best value of the ``days``-long spans that contain ``day``.

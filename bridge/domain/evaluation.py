@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from bridge.domain.aggregates import EventFacts
+from bridge.domain.aggregates import EventFacts, LateEvent
 from bridge.domain.criteria import Progress, Tier
 from bridge.domain.events import LearningEvent
 from bridge.domain.rules import ActiveBadge, RuleBook
@@ -120,16 +120,7 @@ class LearnerLedger:
             if replay:
                 # New criteria, or a badge that came after some of the learner's events were
                 # evaluated: rebuild from everything they did.
-                state: Mapping[str, Any] = {}
-                started: datetime | None = None
-                for past in history(badge):
-                    advanced = badge.criteria.advance(state, past)
-                    if advanced is not None:
-                        state = advanced
-                        started = _earliest(started, past.event.occurred_at)
-                advanced = badge.criteria.advance(state, facts)
-                if advanced is not None:
-                    state, started = advanced, _earliest(started, event.occurred_at)
+                state, started = _rebuild(badge, facts, history)
             elif record is None:
                 advanced = badge.criteria.advance({}, facts)
                 if advanced is None:
@@ -138,13 +129,17 @@ class LearnerLedger:
             else:
                 if record.saturated or (record.progress is not None and record.progress.saturated):
                     continue  # nothing left to change or to earn by events (unlocks come by _unlock)
-                advanced = badge.criteria.advance(record.state, facts)
-                if advanced is None:
-                    continue
-                state = advanced
-                started = record.started_at
-                if started is None or event.occurred_at < started:
-                    started = event.occurred_at
+                try:
+                    advanced = badge.criteria.advance(record.state, facts)
+                except LateEvent:  # older than what the state keeps: rebuild it in time order
+                    state, started = _rebuild(badge, facts, history)
+                else:
+                    if advanced is None:
+                        continue
+                    state = advanced
+                    started = record.started_at
+                    if started is None or event.occurred_at < started:
+                        started = event.occurred_at
             progress = badge.criteria.progress(state, self.points)
             records[badge.id] = BadgeRecord(
                 badge.criteria_version, state, progress, started, progress.saturated
@@ -275,6 +270,21 @@ class LearnerLedger:
                 )
                 self._store(badge, record)
             self._earn(badge, progress, rules, event, at)
+
+
+def _rebuild(
+    badge: ActiveBadge, facts: EventFacts, history: History
+) -> tuple[Mapping[str, Any], datetime | None]:
+    """The badge's state and start from the learner's earlier events and this one, taken in time order
+    (the order in which a state drops nothing it still needs; see aggregates.LateEvent)."""
+    state: Mapping[str, Any] = {}
+    started: datetime | None = None
+    for one in sorted([*history(badge), facts], key=lambda f: f.event.occurred_at):
+        advanced = badge.criteria.advance(state, one)
+        if advanced is not None:
+            state = advanced
+            started = _earliest(started, one.event.occurred_at)
+    return state, started
 
 
 def _earliest(current: datetime | None, candidate: datetime) -> datetime:

@@ -82,7 +82,7 @@ def _streak(part: Part, today: int) -> str:
     target = int(part.requirement.target)
     if part.met:
         return f"Complete: a {target}-day streak"
-    runs = part.state or []
+    runs = Streak.runs(part.state) if part.state else []
     if runs and runs[-1][1] >= today - 1:
         current = runs[-1][1] - runs[-1][0] + 1
         more = target - current

@@ -6,7 +6,6 @@ few rows per learner per badge in play, and SQLAlchemy's per-row work would cost
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bridge.clock import utcnow
-from bridge.db.driver import Driver
+from bridge.db.driver import Driver, decode_json
 from bridge.db.pseudonyms import new_pseudonym
 from bridge.domain.aggregates import EventFacts
 from bridge.domain.criteria import Progress
@@ -230,12 +229,13 @@ class LedgerReader:
         badge = rules.by_id.get(badge_id)
         if badge is None:
             return None
-        started = self._driver.read_time(started_at)
         if state is None and version == badge.criteria_version:
             tiers = badge.criteria.tiers
             progress = Progress(value, target, True, (), tier=tier, reached=tiers, saturated=True)
-            return BadgeRecord(version, {}, progress, started, saturated=True)
-        return BadgeRecord(version, {} if state is None else json.loads(state), None, started)
+            # Without its start: a saturated record is never changed, so never written back.
+            return BadgeRecord(version, {}, progress, None, saturated=True)
+        state = {} if state is None else decode_json(state)
+        return BadgeRecord(version, state, None, self._driver.read_time(started_at))
 
     def history(self, session: Session, learner: LearnerContext, badge: ActiveBadge) -> list[EventFacts]:
         """The learner's events before the current one that ``badge`` listens to, oldest first."""

@@ -13,12 +13,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bridge.domain.aggregates import (
+    HORIZON_DAYS,
     MICRO,
     Aggregate,
     AllOf,
     Count,
     Distinct,
     EventFacts,
+    LateEvent,
     Max,
     Streak,
     Sum,
@@ -183,8 +185,27 @@ def test_streak_counts_a_day_once_however_many_events_it_has() -> None:
 
 def test_streak_runs_merge_when_the_gap_between_them_is_filled_late() -> None:
     state = fold(Streak(), [1, 2, 4, 5, 3])
-    assert state == [[1, 5]]
+    assert Streak.runs(state) == [[1, 5]]
     assert Streak().measure(state) == 5
+
+
+def test_a_streak_keeps_the_days_within_the_horizon_and_only_the_best_run_before_it() -> None:
+    state = fold(Streak(), [1, 2, 3, 10, 11, 10 + HORIZON_DAYS, 11 + HORIZON_DAYS + 1])
+    assert Streak.runs(state) == [[10, 11], [10 + HORIZON_DAYS, 10 + HORIZON_DAYS], [12 + HORIZON_DAYS] * 2]
+    assert (state["best"], Streak().measure(state)) == (3, 3)
+    assert Streak().measure(Streak().add(state, 11 + HORIZON_DAYS)) == 3  # joins two runs: 3 days
+
+
+def test_a_day_before_the_streaks_horizon_is_a_late_event() -> None:
+    state = fold(Streak(), [1, 100])
+    with pytest.raises(LateEvent):
+        Streak().add(state, 100 - HORIZON_DAYS - 1)
+    assert Streak().measure(Streak().add(state, 100 - HORIZON_DAYS)) == 1
+
+
+def test_a_streak_stored_as_a_list_of_runs_is_still_read() -> None:
+    assert Streak().measure([[1, 3], [5, 5]]) == 3
+    assert Streak().measure(Streak().add([[1, 3], [5, 5]], 4)) == 5
 
 
 def test_streak_of_nothing_is_zero_and_of_one_day_is_one() -> None:
@@ -332,6 +353,42 @@ def test_a_window_leaves_its_state_as_it_is_once_a_period_reaches_the_cap() -> N
 
 
 # --- windows: within N days ---------------------------------------------------------------------------
+
+
+def test_a_window_keeps_the_periods_within_the_horizon_and_its_best_value() -> None:
+    daily = requirement(Count(10), 10, window=Window(period="day"))
+    first = days_after(MONDAY, 0, 0, 0)
+    state = None
+    for one in [*first, *days_after(MONDAY, 1, HORIZON_DAYS + 5)]:
+        state = daily.advance(state, one)
+    assert list(state["b"]) == [str(MONDAY.toordinal() + HORIZON_DAYS + 5)]
+    assert daily.measure(state, 0) == 3
+
+
+def test_an_event_before_a_windows_horizon_is_a_late_event() -> None:
+    for window in (Window(period="day"), Window(period="week"), Window(days=7)):
+        req = requirement(Count(10), 10, window=window)
+        state = req.advance(None, days_after(MONDAY, 100)[0])
+        with pytest.raises(LateEvent):
+            req.advance(state, days_after(MONDAY, 100 - HORIZON_DAYS - 8)[0])
+        assert req.measure(req.advance(state, days_after(MONDAY, 100 - HORIZON_DAYS + 1)[0]), 0) >= 1
+
+
+def test_a_monthly_window_keeps_two_months_back() -> None:
+    monthly = requirement(Count(10), 10, window=Window(period="month"))
+    state = monthly.advance(None, facts(date(2026, 11, 2)))
+    state = monthly.advance(state, facts(date(2026, 9, 30)))
+    with pytest.raises(LateEvent):
+        monthly.advance(state, facts(date(2026, 8, 31)))
+
+
+def test_a_span_window_keeps_the_days_a_span_through_the_horizon_needs() -> None:
+    sprint = requirement(Count(10), 10, window=Window(days=7))
+    state = None
+    for one in days_after(MONDAY, 0, 100 - HORIZON_DAYS - 3, 100):
+        state = sprint.advance(state, one)
+    # Day 100 - HORIZON_DAYS is taken, and a span through it reaches back to the day kept.
+    assert sprint.measure(sprint.advance(state, days_after(MONDAY, 100 - HORIZON_DAYS)[0]), 0) == 2
 
 
 def test_within_days_takes_the_best_span_of_n_consecutive_days() -> None:

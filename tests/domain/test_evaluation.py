@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bridge.domain.aggregates import Count, EventFacts, Max
+from bridge.domain.aggregates import HORIZON_DAYS, Count, EventFacts, Max, Streak
 from bridge.domain.criteria import Criteria, Requirement, Tier
 from bridge.domain.evaluation import AwardPolicy, AwardsOf, BadgeRecord, Earned, LearnerLedger
 from bridge.domain.events import LearningEvent
@@ -441,6 +441,43 @@ def test_points_per_badge_count_towards_levels() -> None:
     book = ledger(policy=AwardPolicy(points_per_badge=10))
     observe(book, RuleBook([badge("welcome", points=0), levels([10, 100], points=0)]), facts("login"))
     assert book.awarded == {("welcome", ""), ("levels", "bronze")}
+
+
+# --- late events ---------------------------------------------------------------------------------------
+
+
+def test_an_event_older_than_a_state_keeps_rebuilds_the_state_from_history_in_time_order() -> None:
+    streak = Requirement("s", frozenset({"login"}), Streak(), 3.0)
+    regular = badge("regular", streak, points=2)
+    days_ago = HORIZON_DAYS + 10
+    earlier, recent = facts("login", day=-days_ago - 1), facts("login", day=0)
+    book = ledger(has_history=True)
+    rules = RuleBook([regular])
+    book.observe(recent, rules, lambda _badge: [earlier])  # a new badge for a learner with history
+    state = book.records["regular"].state
+    late = facts("login", day=-days_ago)  # joins ``earlier``: a 2-day streak, long before the horizon
+    asked: list[ActiveBadge] = []
+
+    def history(for_badge: ActiveBadge) -> list[EventFacts]:
+        asked.append(for_badge)
+        return [recent, earlier]  # as stored: any order
+
+    book.records["regular"] = record_of(regular, state)
+    assert observe_with(book, rules, history, late) == []
+    assert asked == [regular]
+    assert book.records["regular"].progress.value == 2
+    assert book.records["regular"].started_at == earlier.event.occurred_at
+    third = facts("login", day=-days_ago + 1)
+    assert observe_with(book, rules, lambda _badge: [recent, earlier, late], third) == [
+        earned(regular, Tier("", 3, 2), third, points=2)
+    ]
+
+
+def observe_with(book: LearnerLedger, rules: RuleBook, history: Any, *events: EventFacts) -> list[Earned]:
+    before = len(book.earned)
+    for one in events:
+        book.observe(one, rules, history)
+    return book.earned[before:]
 
 
 # --- criteria versions --------------------------------------------------------------------------------

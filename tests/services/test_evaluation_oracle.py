@@ -245,7 +245,9 @@ extra_data = st.one_of(st.just({}), st.integers(0, 8).map(lambda n: {"points": n
 @st.composite
 def scenarios(draw: st.DrawFn) -> Scenario:
     learners = draw(st.lists(st.sampled_from(LEARNERS), min_size=1, max_size=3, unique=True))
-    span_minutes = draw(st.sampled_from([3, 7, 21])) * 24 * 60  # sometimes dense, sometimes spread out
+    # Sometimes dense, sometimes spread out; 120 days reach past what streaks and windows keep
+    # (aggregates.HORIZON_DAYS), so late events rebuild states from history.
+    span_minutes = draw(st.sampled_from([3, 7, 21, 120])) * 24 * 60
     count = draw(st.integers(0, 50))
     keys: Counter[str] = Counter()  # counted per platform: "e1" occurs on two platforms as two events
     events = []
