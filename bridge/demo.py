@@ -15,6 +15,7 @@ _CONFIG = """\
 # Written by 'badge-bridge demo'. Every option is documented in config.example.toml.
 data_dir = "{data_dir}"
 api_access = "write"
+public_base_url = "http://{bind}"   # where badges say they live: the demo's own address
 
 [server]
 bind = "{bind}"
@@ -148,6 +149,7 @@ LMS Badge Bridge demo — data in {data_dir}
   Metrics:  {base}/metrics
   Awards:   curl -s {auth} {base}/api/v1/awards
   Learner:  curl -s {auth} '{base}/api/v1/awards?platform=demo&learner=101'
+            (each award's "assertion" is its Open Badge: open it in a browser for the badge page)
   Progress: curl -s {auth} {base}/api/v1/learners/demo/102/progress
   Ranking:  curl -s {auth} '{base}/api/v1/leaderboards?platform=demo&course=DL101&learner=102'
   Waiting:  curl -s {auth} {base}/api/v1/approvals          (peer-mentor needs an instructor)

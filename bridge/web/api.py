@@ -93,4 +93,6 @@ def get_awards() -> Response:
     awards = list_awards(
         services().database, request.args.get("platform"), request.args.get("learner"), limit
     )
-    return jsonify(awards=[asdict(a) for a in awards])
+    publisher = services().publisher
+    # Each with its Open Badges assertion: where the learner's badge lives outside the LMS.
+    return jsonify(awards=[asdict(a) | {"assertion": publisher.assertion_url(a.id)} for a in awards])

@@ -28,6 +28,13 @@ def test_the_demo_serves_sample_events_turned_into_awards(tmp_path: Path) -> Non
         awards = requests.get(f"http://{bind}/api/v1/awards?limit=1000", headers=headers, timeout=5).json()
         badges = {a["badge_id"] for a in awards["awards"]}
         assert {"welcome", "level-up", "hundred-purchases"} <= badges
+        # Every award is an Open Badge at the demo's own address: JSON-LD for machines, a page for people.
+        assertion_url = awards["awards"][0]["assertion"]
+        assert assertion_url.startswith(f"http://{bind}/ob/assertions/")
+        assertion = requests.get(assertion_url, timeout=5).json()
+        assert (assertion["type"], assertion["id"]) == ("Assertion", assertion_url)
+        page = requests.get(assertion_url, headers={"Accept": "text/html"}, timeout=5)
+        assert page.headers["Content-Type"].startswith("text/html") and "og:title" in page.text
     output = (tmp_path / "demo.log").read_text()
     assert f"http://{bind}/healthz" in output and "award.made" in output
     assert (data_dir / "bridge.sqlite3").is_file()
