@@ -22,6 +22,8 @@ from bridge.services.badges import shipped_templates_dir
 from bridge.services.ingest import Inbox
 from bridge.services.manual_awards import ManualAwards
 from bridge.services.queue import QueueStats, queue_stats
+from bridge.services.sync import Connectors
+from bridge.services.sync_webhooks import WebhookFetches
 from bridge.settings import Settings
 from bridge.web.api import api
 from bridge.web.badges_api import badges_api
@@ -31,6 +33,8 @@ from bridge.web.errors import register_error_handlers
 from bridge.web.ops import ops
 from bridge.web.reports import reports
 from bridge.web.rules_api import rules_api
+from bridge.web.sync_api import sync_api
+from bridge.web.webhooks import webhooks
 
 log = logging.getLogger("bridge.http")
 _QUIET_PATHS = frozenset({"/healthz", "/metrics"})
@@ -64,10 +68,12 @@ def create_app(settings: Settings, database: Database | None = None) -> Flask:
 
     app = _BridgeFlask("bridge")
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_request_bytes
+    inbox = Inbox(database)
+    connectors = Connectors(settings)
     app.extensions["bridge"] = Services(
         settings=settings,
         database=database,
-        inbox=Inbox(database),
+        inbox=inbox,
         api_keys=ApiKeyVerifier(database),
         queue_collector=metrics.QueueCollector(read_queue_stats),
         badge_admin=BadgeAdmin(database, settings),
@@ -79,6 +85,8 @@ def create_app(settings: Settings, database: Database | None = None) -> Flask:
             KeyRing.open(settings.data_dir),
             settings.badge_templates_dir or shipped_templates_dir(),
         ),
+        connectors=connectors,
+        webhook_fetches=WebhookFetches(connectors, inbox),
     )
     register_error_handlers(app)
     app.register_blueprint(ops)
@@ -87,6 +95,8 @@ def create_app(settings: Settings, database: Database | None = None) -> Flask:
     app.register_blueprint(rules_api)
     app.register_blueprint(badges_public)
     app.register_blueprint(badges_api)
+    app.register_blueprint(webhooks)
+    app.register_blueprint(sync_api)
     _observe_requests(app)
     return app
 

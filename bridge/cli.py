@@ -234,8 +234,9 @@ def _register_more_commands() -> None:
     from bridge.cli_keys import keys
     from bridge.cli_reports import analytics, leaderboard
     from bridge.cli_rules import COMMANDS as RULES_COMMANDS
+    from bridge.cli_sync import sync
 
-    for command in (*RULES_COMMANDS, leaderboard, analytics, keys):
+    for command in (*RULES_COMMANDS, leaderboard, analytics, keys, sync):
         main.add_command(command)
 
 

@@ -29,6 +29,30 @@ class Scheduler:
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.add_job("award-sweep", AWARD_SWEEP_CRON, lambda: award_sweep(database, settings))
+        self._add_sync_jobs(database, settings)
+
+    def _add_sync_jobs(self, database: Database, settings: Settings) -> None:
+        """Each Canvas and Moodle platform's sync on its own cron (default: the global nightly one)."""
+        from bridge.services.sync import SyncBusy, SyncService
+
+        service = SyncService(database, settings, holder=self.holder)
+
+        def sync(platform_id: str) -> Callable[[], object]:
+            def job() -> object:
+                try:
+                    return service.run(platform_id, trigger="schedule").status
+                except SyncBusy:  # run by hand elsewhere just now: that run counts
+                    return "skipped"
+
+            return job
+
+        for platform_id in service.platforms():
+            platform = settings.platform(platform_id)
+            assert platform is not None
+            if platform.base_url is None:
+                continue  # webhooks only: nothing to poll
+            cron = platform.sync_schedule or settings.sync_schedule
+            self.add_job(f"nightly-sync:{platform_id}", cron, sync(platform_id), settings.sync.lease_seconds)
 
     def add_job(self, name: str, cron: str, job: Callable[[], object], lease_seconds: float = 3600) -> None:
         self._scheduler.add_job(
@@ -54,6 +78,16 @@ class Scheduler:
         finally:
             leases.release(self._database, name, self.holder)
         return True
+
+    def job_ids(self) -> list[str]:
+        return [job.id for job in self._scheduler.get_jobs()]
+
+    def run_now(self, job_id: str) -> bool:
+        """Run a scheduled job at once, as its trigger would (lease and all); False if the lease is taken."""
+        job = self._scheduler.get_job(job_id)
+        if job is None:
+            raise KeyError(f"no scheduled job {job_id!r}")
+        return bool(job.func(*job.args))
 
     def start(self) -> None:
         self._scheduler.start()

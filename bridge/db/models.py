@@ -274,3 +274,7 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# Imported last: those modules add their tables to Base.metadata (tests empty every table listed there).
+from bridge.db import models_sync  # noqa: E402, F401

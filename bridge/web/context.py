@@ -13,6 +13,8 @@ from bridge.services.api_keys import ApiKeyVerifier
 from bridge.services.badge_admin import BadgeAdmin
 from bridge.services.ingest import Inbox
 from bridge.services.manual_awards import ManualAwards
+from bridge.services.sync import Connectors
+from bridge.services.sync_webhooks import WebhookFetches
 from bridge.settings import Settings
 
 
@@ -26,6 +28,8 @@ class Services:
     badge_admin: BadgeAdmin
     manual_awards: ManualAwards
     publisher: Publisher
+    connectors: Connectors  # one per LMS platform: its HTTP session and JWKS cache
+    webhook_fetches: WebhookFetches
 
 
 def services() -> Services:

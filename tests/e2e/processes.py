@@ -45,8 +45,8 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 def http_ready(url: str) -> Callable[[], bool]:
     def ready() -> bool:
         try:
-            return requests.get(url, timeout=1).status_code in (200, 503)
-        except requests.ConnectionError:
+            return requests.get(url, timeout=2).status_code in (200, 503)
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still booting
             return False
 
     return ready

@@ -3,7 +3,6 @@ start, serves the badge over HTTP, and picks up `badge-bridge keys rotate` witho
 
 import stat
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,21 +13,9 @@ from bridge.domain.openbadges import public_award_id
 from bridge.issuing.signing import verify_vc_jwt
 from bridge.services.api_keys import create_key
 from tests.conftest import free_port, process_env, write_config
-from tests.e2e.processes import BADGE_BRIDGE, running, wait_until
+from tests.e2e.processes import BADGE_BRIDGE, http_ready, running, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def ready(url: str) -> Callable[[], bool]:
-    """Like processes.http_ready, but a worker still booting (a read timeout) is not ready yet either."""
-
-    def answered() -> bool:
-        try:
-            return requests.get(url, timeout=2).status_code in (200, 503)
-        except requests.RequestException:
-            return False
-
-    return answered
 
 
 def test_a_served_badge_verifies_before_and_after_a_key_rotation(
@@ -42,7 +29,7 @@ def test_a_served_badge_verifies_before_and_after_a_key_rotation(
     headers = {"Authorization": f"Bearer {key}"}
     command = [BADGE_BRIDGE, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "3"]
     with running(command, process_env(config), tmp_path / "serve.log"):
-        wait_until(ready(f"{base}/healthz"), 30, "the server to answer")
+        wait_until(http_ready(f"{base}/healthz"), 30, "the server to answer")
         event = {"platform": "demo", "event_key": "e2e-ob-1", "kind": "login", "learner": "77"}
         assert (
             requests.post(f"{base}/api/v1/events", json=event, headers=headers, timeout=5).status_code == 202
