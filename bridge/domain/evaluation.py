@@ -173,6 +173,21 @@ class LearnerLedger:
                 self._earn(badge, self.progress(badge, record), rules, None, now)
         self._points_changed(rules, None, now)
 
+    def rebuild(self, badge: ActiveBadge, rules: RuleBook, history: History, now: datetime) -> None:
+        """The badge's record rebuilt from the learner's events, and what it completes earned.
+
+        For a badge that is new, or has new criteria, since the learner's last event: their next event
+        would rebuild it (see observe), but a learner may send none for a long time.
+        """
+        state, started = _rebuild(badge, None, history)
+        progress = badge.criteria.progress(state, self.points)
+        self.records[badge.id] = BadgeRecord(
+            badge.criteria_version, state, progress, started, progress.saturated
+        )
+        self.dirty.add(badge.id)
+        if progress.complete or progress.reached:
+            self._earn(badge, progress, rules, None, now)
+
     def grant(
         self, badge: ActiveBadge, tier: Tier, rules: RuleBook, at: datetime, granted_by: str, reason: str
     ) -> Earned:
@@ -273,13 +288,14 @@ class LearnerLedger:
 
 
 def _rebuild(
-    badge: ActiveBadge, facts: EventFacts, history: History
+    badge: ActiveBadge, facts: EventFacts | None, history: History
 ) -> tuple[Mapping[str, Any], datetime | None]:
-    """The badge's state and start from the learner's earlier events and this one, taken in time order
-    (the order in which a state drops nothing it still needs; see aggregates.LateEvent)."""
+    """The badge's state and start from the learner's earlier events and this one (if any), taken in
+    time order (the order in which a state drops nothing it still needs; see aggregates.LateEvent)."""
     state: Mapping[str, Any] = {}
     started: datetime | None = None
-    for one in sorted([*history(badge), facts], key=lambda f: f.event.occurred_at):
+    events = [*history(badge), *([] if facts is None else [facts])]
+    for one in sorted(events, key=lambda f: f.event.occurred_at):
         advanced = badge.criteria.advance(state, one)
         if advanced is not None:
             state = advanced

@@ -23,11 +23,18 @@ from bridge.db.engine import Database
 from bridge.db.models import Learner
 from bridge.domain.aggregates import EventFacts
 from bridge.domain.evaluation import AwardPolicy
+from bridge.domain.rules import RuleBook
 from bridge.services.badges import RuleBookCache
 from bridge.services.effects import AwardMade, EffectWriter
 from bridge.services.event_rows import to_learning_event
-from bridge.services.ledgers import LedgerReader
+from bridge.services.ledgers import LearnerContext, LedgerReader
 from bridge.settings import Settings
+
+
+def rules_lag(settings: Settings) -> timedelta:
+    """How long after a criteria change some worker may still evaluate with the old rule book."""
+    # Every worker reloads its rule book within rules_refresh_seconds; the rest is clock skew.
+    return timedelta(seconds=2 * settings.worker.rules_refresh_seconds + 60)
 
 
 @dataclass
@@ -43,16 +50,15 @@ class EventProcessor:
     def __init__(self, database: Database, settings: Settings, rules: RuleBookCache) -> None:
         dialect = database.engine.dialect.name
         self._zone = settings.zone
-        self._rules = rules
+        self.rules = rules
         policy = AwardPolicy(settings.enable_achievements, settings.points_per_badge)
-        # Every worker reloads its rule book within rules_refresh_seconds; the rest is clock skew.
-        rules_lag = timedelta(seconds=2 * settings.worker.rules_refresh_seconds + 60)
-        self.ledgers = LedgerReader(dialect, self._zone, policy, rules_lag)
+        self.rules_lag = rules_lag(settings)
+        self.ledgers = LedgerReader(dialect, self._zone, policy, self.rules_lag)
         self.effects = EffectWriter(dialect, self._zone)
 
     def process(self, session: Session, rows: Sequence[Any]) -> BatchResult:
         """Evaluate ``rows`` (event rows, in the order given) and write their effects to the session."""
-        rules = self._rules.current(session)
+        rules = self.rules.current(session)
         facts = [(row.id, EventFacts(to_learning_event(row), self._zone)) for row in rows]
         keys = sorted({(f.event.platform, f.event.learner) for _, f in facts})
         kinds: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -77,7 +83,32 @@ class EventProcessor:
 
     def settle(self, session: Session, learner_ids: Sequence[int]) -> BatchResult:
         """Award what the learners completed but were not awarded (achievements were off, say)."""
-        rules = self._rules.current(session)
+        rules = self.rules.current(session)
+        learners = self._lock_known(session, rules, learner_ids)
+        now = utcnow()
+        for learner in learners.values():
+            learner.ledger.settle(rules, now)
+        awards, approvals = self.effects.write_effects(session, learners.values(), now)
+        return BatchResult({}, awards, approvals)
+
+    def rebuild(self, session: Session, badge_id: str, learner_ids: Sequence[int]) -> BatchResult:
+        """Rebuild the learners' records of ``badge_id`` from their history, and award what is complete."""
+        rules = self.rules.current(session)
+        badge = rules.by_id.get(badge_id)
+        if badge is None or not learner_ids:
+            return BatchResult({}, [])
+        learners = self._lock_known(session, rules, learner_ids)
+        now = utcnow()
+        for learner in learners.values():
+            history = partial(self.ledgers.history, session, learner)
+            learner.ledger.rebuild(badge, rules, history, now)
+        awards, approvals = self.effects.write_effects(session, learners.values(), now)
+        return BatchResult({}, awards, approvals)
+
+    def _lock_known(
+        self, session: Session, rules: RuleBook, learner_ids: Sequence[int]
+    ) -> dict[tuple[str, str], LearnerContext]:
+        """Learners by id, locked, with every record, award and request known."""
         rows = (
             session.connection()
             .execute(
@@ -87,11 +118,4 @@ class EventProcessor:
             )
             .all()
         )
-        learners = self.ledgers.lock_learners(session, [tuple(r) for r in rows], rules, None, create=False)
-        now = utcnow()
-        for learner in learners.values():
-            learner.ledger.settle(rules, now)
-        awards, approvals = self.effects.write_effects(session, learners.values(), now)
-        return BatchResult({}, awards, approvals)
-
-    # --- reading ---------------------------------------------------------------------------------
+        return self.ledgers.lock_learners(session, [tuple(r) for r in rows], rules, None, create=False)

@@ -473,6 +473,24 @@ def test_an_event_older_than_a_state_keeps_rebuilds_the_state_from_history_in_ti
     ]
 
 
+def test_a_rebuild_records_the_history_and_earns_what_it_completes_with_no_event() -> None:
+    regular = badge("regular", counting("login", 2), points=3)
+    first, second = facts("login", day=-3), facts("login", day=-1)
+    book = ledger(has_history=True)
+    book.rebuild(regular, RuleBook([regular]), lambda _badge: [second, first, facts("purchase")], NOW)
+    record = book.records["regular"]
+    assert (record.state, record.started_at) == ({"r": 2}, first.event.occurred_at)
+    assert "regular" in book.dirty
+    assert book.earned == [earned(regular, Tier("", 2, 3), None, points=3)]
+
+
+def test_a_rebuild_with_nothing_matching_stores_an_empty_record() -> None:
+    regular = badge("regular", counting("login", 2))
+    book = ledger(has_history=True)
+    book.rebuild(regular, RuleBook([regular]), lambda _badge: [], NOW)
+    assert (book.records["regular"].state, book.records["regular"].progress.value, book.earned) == ({}, 0, [])
+
+
 def observe_with(book: LearnerLedger, rules: RuleBook, history: Any, *events: EventFacts) -> list[Earned]:
     before = len(book.earned)
     for one in events:

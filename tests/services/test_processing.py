@@ -1,19 +1,20 @@
 """From stored events to progress, awards and points."""
 
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
 
 from bridge.bootstrap import open_database
 from bridge.db.engine import Database
-from bridge.db.models import Badge, Learner
+from bridge.db.models import Badge, Learner, Progress
 from bridge.services.awarding import award_sweep
 from bridge.services.badges import load_template_files, sync_templates
 from bridge.settings import Settings
 from bridge.worker import Worker
 from tests.conftest import make_settings
-from tests.helpers import awards_of, count_badge_template, learning_event, progress_values, store
+from tests.helpers import START, awards_of, count_badge_template, learning_event, progress_values, store
 
 
 def drain(worker: Worker) -> None:
@@ -142,3 +143,59 @@ def test_an_award_unlocks_a_chain_of_complete_dependants_read_only_when_needed(
     store(database, learning_event("p2", kind="purchase", minutes=2), learning_event("l2", minutes=2))
     drain(Worker(database, settings))
     assert len(awards_of(database)) == 3
+
+
+def test_the_sweep_rebuilds_learners_who_sent_nothing_since_a_badge_changed(
+    database_url: str, tmp_path: Path
+) -> None:
+    templates = tmp_path / "t"
+    count_badge_template(templates, "logins", "login", 5)
+    settings = make_settings(database_url, tmp_path, badge_templates_dir=templates)
+    database = open_database(settings)
+    store(
+        database,
+        *(learning_event(f"l{i}") for i in range(4)),
+        learning_event("p", kind="purchase", learner="7"),
+    )
+    drain(Worker(database, settings))
+    assert awards_of(database) == []
+
+    # Four logins are now enough, and a new badge counts purchases; nobody sends another event.
+    count_badge_template(templates, "logins", "login", 4)
+    count_badge_template(templates, "shopper", "purchase", 1)
+    sync_templates(
+        database,
+        load_template_files(templates, settings.track_event_types, settings.badge_level_threshold).templates,
+    )
+    assert award_sweep(database, settings) == 2
+    assert sorted(awards_of(database)) == [("42", "logins"), ("7", "shopper")]
+    assert progress_values(database, "logins") == {"42": 4.0}
+    # Learner 7 never logged in: an empty record of the new criteria, so the next sweep looks no more.
+    assert progress_values(database, "shopper") == {"7": 1.0}
+    with database.read() as session:
+        rebuilt = session.scalars(select(Progress).where(Progress.badge_id == "logins")).all()
+        assert {(p.criteria_version, p.value) for p in rebuilt} == {(2, 4.0)}
+    assert award_sweep(database, settings) == 0
+
+
+def test_the_sweep_leaves_learners_first_seen_under_the_current_criteria_alone(
+    database_url: str, tmp_path: Path
+) -> None:
+    templates = tmp_path / "t"
+    count_badge_template(templates, "x-logins", "login", 2)
+    path = templates / "x-logins.toml"
+    path.write_text(path.read_text() + "filter = 'course == \"X\"'\n")  # matches none of these events
+    settings = make_settings(database_url, tmp_path, badge_templates_dir=templates)
+    database = open_database(settings)
+    store(database, learning_event("l1"))
+    drain(Worker(database, settings))
+    with database.write() as session:
+        # The rules predate the learner: every event of theirs was evaluated with them.
+        session.execute(update(Badge).values(criteria_since=START - timedelta(days=30)))
+        session.execute(update(Learner).values(created_at=START))
+    assert award_sweep(database, settings) == 0
+    assert progress_values(database, "x-logins") == {}  # nothing to rebuild: no record written
+    with database.write() as session:  # seen before the rules: looked at once, an empty record
+        session.execute(update(Learner).values(created_at=START - timedelta(days=60)))
+    assert award_sweep(database, settings) == 0
+    assert progress_values(database, "x-logins") == {"42": 0.0}
