@@ -7,12 +7,15 @@ no award yet (made while achievements were off, say).
 
 from __future__ import annotations
 
-from sqlalchemy import and_, exists, select
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Select, and_, exists, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from bridge.db.engine import Database
 from bridge.db.models import Approval, Award, Badge, Event, Learner, Progress
 from bridge.services.badges import RuleBookCache
-from bridge.services.processing import EventProcessor
+from bridge.services.processing import BatchResult, EventProcessor
 from bridge.settings import Settings
 
 SWEEP_BATCH = 200
@@ -27,41 +30,30 @@ def award_sweep(database: Database, settings: Settings) -> int:
     awarded = rebuild_stale_progress(database, processor)
     if not settings.enable_achievements:
         return awarded
-    after = 0
-    while True:
-        with database.write() as session:
-            learner_ids = list(
-                session.scalars(
-                    select(Progress.learner_id)
-                    .join(Badge, Badge.id == Progress.badge_id)
-                    .where(
-                        Progress.learner_id > after,
-                        Progress.complete | (Progress.tier != ""),
-                        Badge.enabled,
-                        ~exists().where(
-                            and_(
-                                Award.learner_id == Progress.learner_id,
-                                Award.badge_id == Progress.badge_id,
-                                Award.tier == Progress.tier,
-                            )
-                        ),
-                        ~exists().where(
-                            and_(
-                                Approval.learner_id == Progress.learner_id,
-                                Approval.badge_id == Progress.badge_id,
-                                Approval.tier == Progress.tier,
-                            )
-                        ),
-                    )
-                    .group_by(Progress.learner_id)
-                    .order_by(Progress.learner_id)
-                    .limit(SWEEP_BATCH)
+    unawarded = (
+        select(Progress.learner_id)
+        .join(Badge, Badge.id == Progress.badge_id)
+        .where(
+            Progress.complete | (Progress.tier != ""),
+            Badge.enabled,
+            ~exists().where(
+                and_(
+                    Award.learner_id == Progress.learner_id,
+                    Award.badge_id == Progress.badge_id,
+                    Award.tier == Progress.tier,
                 )
-            )
-            if not learner_ids:
-                return awarded
-            awarded += len(processor.settle(session, learner_ids).awards)
-        after = learner_ids[-1]
+            ),
+            ~exists().where(
+                and_(
+                    Approval.learner_id == Progress.learner_id,
+                    Approval.badge_id == Progress.badge_id,
+                    Approval.tier == Progress.tier,
+                )
+            ),
+        )
+        .group_by(Progress.learner_id)
+    )
+    return awarded + _in_chunks(database, unawarded, Progress.learner_id, processor.settle)
 
 
 def rebuild_stale_progress(database: Database, processor: EventProcessor) -> int:
@@ -76,7 +68,7 @@ def rebuild_stale_progress(database: Database, processor: EventProcessor) -> int
         kinds = sorted(badge.criteria.kinds)
         if not kinds:
             continue  # on points only: they follow the points, not events
-        conditions = [
+        stale = select(Learner.id).where(
             exists().where(
                 Event.platform == Learner.platform,
                 Event.learner == Learner.lms_user_id,
@@ -88,22 +80,31 @@ def rebuild_stale_progress(database: Database, processor: EventProcessor) -> int
                 Progress.badge_id == badge.id,
                 Progress.criteria_version == badge.criteria_version,
             ),
-        ]
+        )
         if badge.criteria_since is not None:
-            conditions.append(Learner.created_at <= badge.criteria_since + processor.rules_lag)
-        after = 0
-        while True:
-            with database.write() as session:
-                learner_ids = list(
-                    session.scalars(
-                        select(Learner.id)
-                        .where(Learner.id > after, *conditions)
-                        .order_by(Learner.id)
-                        .limit(SWEEP_BATCH)
-                    )
-                )
-                if not learner_ids:
-                    break
-                awarded += len(processor.rebuild(session, badge.id, learner_ids).awards)
-            after = learner_ids[-1]
+            stale = stale.where(Learner.created_at <= badge.criteria_since + processor.rules_lag)
+
+        def rebuild(session: Session, learner_ids: Sequence[int], badge_id: str = badge.id) -> BatchResult:
+            return processor.rebuild(session, badge_id, learner_ids)
+
+        awarded += _in_chunks(database, stale, Learner.id, rebuild)
     return awarded
+
+
+def _in_chunks(
+    database: Database,
+    learners: Select[tuple[int]],
+    learner_id: InstrumentedAttribute[int],
+    handle: Callable[[Session, Sequence[int]], BatchResult],
+) -> int:
+    """``handle`` the learner ids ``learners`` selects, a chunk per transaction, in id order; returns the
+    number of awards made."""
+    awarded, after = 0, 0
+    while True:
+        with database.write() as session:
+            chunk = learners.where(learner_id > after).order_by(learner_id).limit(SWEEP_BATCH)
+            learner_ids = list(session.scalars(chunk))
+            if not learner_ids:
+                return awarded
+            awarded += len(handle(session, learner_ids).awards)
+        after = learner_ids[-1]
