@@ -34,7 +34,11 @@ def encode_json(value: Any) -> str:
         return _encode_json_slowly(value)
 
 
-decode_json = orjson.loads
+def decode_json(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # what only the standard library reads (integers past 64 bits)
+        return json.loads(text)
 
 
 def sqlite_time(value: datetime) -> str:
