@@ -144,16 +144,22 @@ class LedgerReader:
         if not unknown:
             return set()
         created_at = driver.time(utcnow())
-        values = ", ".join([f"({driver.marks(5)})"] * len(unknown))
-        rows = driver.fetch_all(
-            session,
-            # One statement, built for the count (executemany cannot return rows); only the rows it
-            # inserted come back, so a learner another worker has just created is not counted as new.
-            "INSERT INTO learners (platform, lms_user_id, points, pseudonym, created_at) "
-            f"VALUES {values} ON CONFLICT DO NOTHING RETURNING platform, lms_user_id",
-            [v for p, u in unknown for v in (p, u, 0, new_pseudonym(), created_at)],
-        )
-        return {(platform, user) for platform, user in rows}
+        created: set[tuple[str, str]] = set()
+        # A statement per 1,000 learners: built for the count (executemany cannot return rows), and
+        # well within both databases' limits on bound parameters.
+        for start in range(0, len(unknown), 1000):
+            chunk = unknown[start : start + 1000]
+            values = ", ".join([f"({driver.marks(5)})"] * len(chunk))
+            rows = driver.fetch_all(
+                session,
+                # Only the rows it inserted come back: a learner another worker has just created is
+                # not counted as new.
+                "INSERT INTO learners (platform, lms_user_id, points, pseudonym, created_at) "
+                f"VALUES {values} ON CONFLICT DO NOTHING RETURNING platform, lms_user_id",
+                [v for p, u in chunk for v in (p, u, 0, new_pseudonym(), created_at)],
+            )
+            created.update((platform, user) for platform, user in rows)
+        return created
 
     def _lock_rows(self, session: Session, keys: Sequence[tuple[str, str]]) -> list[Any]:
         """(id, platform, lms_user_id, points, created_at) of each learner, locked, in key order."""

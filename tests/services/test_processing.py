@@ -4,7 +4,7 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from bridge.bootstrap import open_database
 from bridge.db.engine import Database
@@ -199,3 +199,15 @@ def test_the_sweep_leaves_learners_first_seen_under_the_current_criteria_alone(
         session.execute(update(Learner).values(created_at=START - timedelta(days=60)))
     assert award_sweep(database, settings) == 0
     assert progress_values(database, "x-logins") == {"42": 0.0}
+
+
+def test_more_than_a_thousand_new_learners_in_one_batch_are_all_created(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(database_url, tmp_path, worker={"batch_size": 2500})
+    database = open_database(settings)
+    store(database, *(learning_event(f"e{n}", learner=f"L{n}") for n in range(2100)))
+    drain(Worker(database, settings))
+    with database.read() as session:
+        assert session.scalar(select(func.count()).select_from(Learner)) == 2100
+    assert len(awards_of(database)) == 2100  # each one's welcome badge
