@@ -36,7 +36,6 @@ class LedgerReader:
     """Loads each learner of a batch into a ledger, with the learner's row locked."""
 
     def __init__(self, dialect: str, zone: tzinfo, policy: AwardPolicy, rules_lag: timedelta) -> None:
-        self._dialect = dialect
         self._driver = driver = Driver(dialect)
         # On the driver's cursor (see bridge.db.driver): a learner may have a record per badge.
         self._records_of = (
