@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from bridge.db.engine import Database
 from bridge.db.models import Award, Badge, Event, Learner
 from bridge.domain.openbadges import Evidence, evidence_text
+from bridge.services.audit import record_audit
 from bridge.services.errors import NotFound
 
 MAX_EVIDENCE = 10  # the latest earning events shown; the award row keeps up to 100
@@ -166,9 +167,17 @@ _KEEP = object()
 
 
 def set_badge_profile(
-    database: Database, platform: str, lms_user_id: str, *, public: bool, email: str | object | None = _KEEP
+    database: Database,
+    platform: str,
+    lms_user_id: str,
+    *,
+    public: bool,
+    actor: str,
+    email: str | object | None = _KEEP,
 ) -> BadgeProfileSettings:
-    """Opt in (a new unguessable token) or out (the old URL stops answering); optionally set the email."""
+    """Opt in (a new unguessable token) or out (the old URL stops answering); optionally set the email.
+
+    The change is in the audit log under ``actor`` (whether the email changed, never the email)."""
     with database.write() as session:
         learner = session.scalars(
             select(Learner).where(Learner.platform == platform, Learner.lms_user_id == lms_user_id)
@@ -181,6 +190,8 @@ def set_badge_profile(
             learner.profile_token = None
         if email is not _KEEP:
             learner.email = email  # type: ignore[assignment]
+        details = {"public": public, "email_changed": email is not _KEEP}
+        record_audit(session, actor, "badge_profile", learner_id=learner.id, details=details)
         return BadgeProfileSettings(public, learner.profile_token, learner.email)
 
 

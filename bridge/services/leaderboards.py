@@ -20,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from bridge.clock import utcnow
 from bridge.db.engine import Database
 from bridge.db.models import Award, CourseMember, Learner
+from bridge.services.audit import record_audit
 from bridge.settings import Settings
 
 Period = Literal["all", "week", "month"]
@@ -190,20 +191,27 @@ def set_leaderboard_preference(
     lms_user_id: str,
     opt_out: bool,
     *,
+    actor: str,
     display_name: str | _Keep | None = KEEP,
 ) -> bool:
     """Opt a learner out of (or back into) being named on leaderboards; optionally set (or clear, with
-    None) the name they are shown under. False when the platform has no such learner."""
+    None) the name they are shown under. False when the platform has no such learner. The change is in
+    the audit log under ``actor``."""
     values: dict[str, Any] = {"leaderboard_opt_out": opt_out}
     if display_name is not KEEP:
         values["display_name"] = display_name
     with database.write() as session:
-        changed = session.execute(
+        learner_id = session.scalar(
             update(Learner)
             .where(Learner.platform == platform, Learner.lms_user_id == lms_user_id)
             .values(**values)
+            .returning(Learner.id)
         )
-        return bool(changed.rowcount)  # type: ignore[attr-defined]
+        if learner_id is None:
+            return False
+        details = {"leaderboard_opt_out": opt_out, "display_name_changed": display_name is not KEEP}
+        record_audit(session, actor, "leaderboard_preference", learner_id=learner_id, details=details)
+        return True
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ class BadgeProfileIn(BaseModel):
 
 @badges_api.put("/learners/<platform>/<lms_user_id>/badge-profile")
 def put_badge_profile(platform: str, lms_user_id: str) -> Response:
-    authorise(write=True)
+    actor = authorise(write=True)
     body = validated(BadgeProfileIn, json_body())
     email = body.email.lower() if body.email else body.email
     result = set_badge_profile(
@@ -39,6 +39,7 @@ def put_badge_profile(platform: str, lms_user_id: str) -> Response:
         platform,
         lms_user_id,
         public=body.public,
+        actor=actor,
         email=email if "email" in body.model_fields_set else KEEP_EMAIL,
     )
     url = services().publisher.url(f"/ob/profiles/{result.token}") if result.token else None

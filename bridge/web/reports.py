@@ -94,13 +94,13 @@ def get_leaderboard() -> Response:
 
 @reports.put("/learners/<platform>/<lms_user_id>/preferences")
 def put_preferences(platform: str, lms_user_id: str) -> Response:
-    authorise(write=True)
+    actor = authorise(write=True)
     _known_platform(platform)
     body = validated(PreferencesIn, json_body(), "invalid_preferences")
     name = body.display_name if "display_name" in body.model_fields_set else KEEP
     database = services().database
     if not set_leaderboard_preference(
-        database, platform, lms_user_id, body.leaderboard_opt_out, display_name=name
+        database, platform, lms_user_id, body.leaderboard_opt_out, actor=actor, display_name=name
     ):
         raise ApiError(404, "unknown_learner", f"no learner {lms_user_id!r} on {platform!r}")
     return jsonify(asdict(cast(Any, leaderboard_preference(database, platform, lms_user_id))))

@@ -87,13 +87,13 @@ def served(database: Database, database_url: str, tmp_path: Path) -> Iterator[Se
 def test_every_issued_assertion_passes_badgecheck(served: Served, badgecheck: Path, tmp_path: Path) -> None:
     database, settings = served.database, served.settings
     alice = award(database, settings, "welcome", learner="alice")
-    set_badge_profile(database, "demo", "alice", public=False, email="alice@example.org")
+    set_badge_profile(database, "demo", "alice", public=False, actor="admin", email="alice@example.org")
     no_email = award(database, settings, "safety-certified", learner="42")  # expires in a year
     tiered = award(database, settings, "rising-star", learner="42", tier="gold")
     store(database, LearningEvent("demo", "login-1", "login", "7", START, course="DL101"))
     Worker(database, settings).run(threading.Event(), drain=True)  # the rules award welcome to 7
     signed = award(database, settings, "welcome", learner="m1", platform="moodle1")
-    set_badge_profile(database, "moodle1", "m1", public=False, email="m1@school.example")
+    set_badge_profile(database, "moodle1", "m1", public=False, actor="admin", email="m1@school.example")
 
     record = award_record(database, no_email)
     assert record is not None
@@ -135,7 +135,7 @@ def test_every_issued_assertion_passes_badgecheck(served: Served, badgecheck: Pa
 def test_broken_assertions_fail_badgecheck(served: Served, badgecheck: Path) -> None:
     database, settings, publisher = served.database, served.settings, served.publisher
     wrong_recipient = award(database, settings, "welcome", learner="b0")
-    set_badge_profile(database, "demo", "b0", public=False, email="alice@example.org")
+    set_badge_profile(database, "demo", "b0", public=False, actor="admin", email="alice@example.org")
 
     no_issued_on = award(database, settings, "welcome", learner="b1")
     document = publisher.assertion(award_record(database, no_issued_on))  # type: ignore[arg-type]

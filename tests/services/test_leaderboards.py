@@ -18,6 +18,7 @@ from bridge.clock import utcnow
 from bridge.db.engine import Database
 from bridge.db.models import Award, Learner
 from bridge.domain.events import LearningEvent
+from bridge.services.audit import audit_log
 from bridge.services.leaderboards import (
     Leaderboard,
     UnknownLearner,
@@ -321,7 +322,7 @@ def test_the_week_starts_at_local_midnight_across_a_daylight_saving_change(
 def test_opted_out_learners_appear_under_their_pseudonym_but_see_themselves(
     world: Database, settings: Settings
 ) -> None:
-    assert set_leaderboard_preference(world, "demo", "ben", True)
+    assert set_leaderboard_preference(world, "demo", "ben", True, actor="admin")
     pseudonym = world_pseudonym(world, "ben")
     others = leaderboard(world, settings, "demo", learner="ana")
     ben = next(s for s in others.entries if s.name == pseudonym)
@@ -380,14 +381,17 @@ def test_an_asker_outside_the_scope_has_no_standing_and_an_unknown_one_is_an_err
 
 
 def test_preferences_opt_out_and_back_in_and_set_the_name(world: Database) -> None:
-    assert set_leaderboard_preference(world, "demo", "dee", True, display_name="Dee D.")
+    assert set_leaderboard_preference(world, "demo", "dee", True, actor="admin", display_name="Dee D.")
     found = leaderboard_preference(world, "demo", "dee")
     assert found is not None and (found.leaderboard_opt_out, found.display_name) == (True, "Dee D.")
-    assert set_leaderboard_preference(world, "demo", "dee", False)  # the name is kept
+    assert set_leaderboard_preference(world, "demo", "dee", False, actor="admin")  # the name is kept
     found = leaderboard_preference(world, "demo", "dee")
     assert found is not None and (found.leaderboard_opt_out, found.display_name) == (False, "Dee D.")
-    assert set_leaderboard_preference(world, "demo", "dee", False, display_name=None)
+    assert set_leaderboard_preference(world, "demo", "dee", False, actor="admin", display_name=None)
     assert (found := leaderboard_preference(world, "demo", "dee")) is not None and found.display_name is None
-    assert not set_leaderboard_preference(world, "demo", "nobody", True)
-    assert not set_leaderboard_preference(world, "moodle1", "dee", True)
+    entries = audit_log(world, learner="dee")[:2]  # the latest first
+    assert {(e.actor, e.action, e.learner) for e in entries} == {("admin", "leaderboard_preference", "dee")}
+    assert [e.details["display_name_changed"] for e in entries] == [True, False]
+    assert not set_leaderboard_preference(world, "demo", "nobody", True, actor="admin")
+    assert not set_leaderboard_preference(world, "moodle1", "dee", True, actor="admin")
     assert leaderboard_preference(world, "demo", "nobody") is None

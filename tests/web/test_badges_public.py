@@ -20,6 +20,7 @@ from bridge.app import create_app
 from bridge.db.engine import Database
 from bridge.db.models import Award, Badge
 from bridge.domain.events import LearningEvent
+from bridge.services.audit import audit_log
 from bridge.services.manual_awards import ManualAwards
 from bridge.settings import Settings
 from bridge.worker import Worker
@@ -281,6 +282,14 @@ def test_a_public_profile_is_opt_in_at_an_unguessable_url(
     assert client.put(endpoint, json={"public": True}, headers=auth).get_json()["url"] == url
     assert client.put(endpoint, json={"public": False}, headers=auth).get_json()["url"] is None
     assert client.get(path(url)).status_code == 404
+    # Each change is in the audit log under the API key's name, without the email.
+    entries = audit_log(database, learner="42")
+    assert [(e.action, e.details["public"]) for e in entries[:3]] == [
+        ("badge_profile", False),
+        ("badge_profile", True),
+        ("badge_profile", True),
+    ]
+    assert {e.actor for e in entries[:3]} == {"tests"}
 
 
 def test_the_badge_profile_api_refuses_bad_input(client: FlaskClient, auth: dict[str, str]) -> None:
