@@ -137,9 +137,7 @@ class LearnerLedger:
                     if advanced is None:
                         continue
                     state = advanced
-                    started = record.started_at
-                    if started is None or event.occurred_at < started:
-                        started = event.occurred_at
+                    started = _earliest(record.started_at, event.occurred_at)
             progress = badge.criteria.progress(state, self.points)
             records[badge.id] = BadgeRecord(
                 badge.criteria_version, state, progress, started, progress.saturated
