@@ -41,7 +41,7 @@ from bridge.domain.events import LearningEvent  # noqa: E402
 from bridge.services.badges import load_rulebook, shipped_templates_dir  # noqa: E402
 from bridge.services.ingest import Inbox  # noqa: E402
 from bridge.settings import Settings, load_settings  # noqa: E402
-from bridge.worker import Worker  # noqa: E402
+from bridge.worker import Worker, tune_garbage_collection  # noqa: E402
 
 KINDS = ["login", "module_completed", "activity_completed", "assignment_graded", "quiz_graded", "purchase"]
 COURSES = ["DL101", "HS100", "MATH2", "BIO1", "ART3"]
@@ -163,6 +163,7 @@ def main() -> int:
         "--rounds", type=int, default=3, help="timed windows at each point; the median counts"
     )
     args = parser.parse_args()
+    tune_garbage_collection()  # as Worker.run does in the service
 
     workdir = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
     try:

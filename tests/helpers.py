@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from bridge.db.engine import Database
-from bridge.db.models import Award, Event, Learner, Progress
+from bridge.db.models import Award, Badge, Event, Learner, LearnerState
 from bridge.domain.events import LearningEvent
+from bridge.domain.rules import RuleBook
+from bridge.services.badges import active_badge
 from bridge.services.ingest import Inbox
+from bridge.services.ledgers import to_record
 
 START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -55,8 +60,29 @@ def awards_of(database: Database) -> list[tuple[str, str]]:
 
 
 def progress_values(database: Database, badge_id: str) -> dict[str, float]:
+    """Each learner's progress value on the badge, from their stored state (learners with a record)."""
     with database.read() as session:
-        rows = session.execute(
-            select(Learner.lms_user_id, Progress.value).join(Learner).where(Progress.badge_id == badge_id)
-        )
-        return {learner: value for learner, value in rows}
+        rules = rulebook_of(session)
+        rows = session.execute(select(Learner.lms_user_id, Learner.points, LearnerState.states).join(Learner))
+        values = {}
+        for learner, points, states in rows:
+            if badge_id in states:
+                record = to_record(states[badge_id])
+                values[learner] = rules.by_id[badge_id].criteria.progress(record.state, points).value
+        return values
+
+
+def rulebook_of(session: Session) -> RuleBook:
+    """The enabled badges, whatever event kinds the test's settings track."""
+    badges = session.scalars(select(Badge).where(Badge.enabled).order_by(Badge.id))
+    return RuleBook([active_badge(badge, _kinds_named(badge.criteria)) for badge in badges])
+
+
+def _kinds_named(document: Any) -> set[str]:
+    """Every event kind a criteria document names, so that it parses whatever kinds the test tracks."""
+    if isinstance(document, dict):
+        named = set(document.get("kinds", []))
+        return named.union(*(_kinds_named(value) for value in document.values()))
+    if isinstance(document, list):
+        return set().union(*(_kinds_named(value) for value in document))
+    return set()

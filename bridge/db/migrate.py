@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -38,12 +39,21 @@ def current_revision(database: Database) -> str | None:
 
 
 def upgrade(database: Database, revision: str = "head") -> None:
+    _migrate(database, command.upgrade, revision)
+
+
+def downgrade(database: Database, revision: str) -> None:
+    """Back to ``revision`` (before deploying an older release on the same database)."""
+    _migrate(database, command.downgrade, revision)
+
+
+def _migrate(database: Database, step: Callable[[Config, str], None], revision: str) -> None:
     config = _config()
     with database.write_connection(foreign_keys=False) as connection:
         if not database.is_sqlite:
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)
 
 
 def ensure_schema(database: Database, *, auto_upgrade: bool) -> None:

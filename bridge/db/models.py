@@ -165,18 +165,35 @@ class Badge(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class LearnerState(Base):
+    """The rules engine's working state for one learner: a record per badge they have progress on.
+
+    One document per learner, so that a batch reads and writes one row per learner whatever the number
+    of badges (see benchmarks/evaluator.py). Each record is ``[criteria_version, state, started_at as
+    microseconds since the epoch, complete, tier, saturated]`` (bridge/services/ledgers.py).
+    """
+
+    __tablename__ = "learner_states"
+
+    learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), primary_key=True)
+    states: Mapped[dict[str, list[Any]]] = mapped_column(JsonDocument)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Progress(Base):
+    """The report of each learner x badge record: when it started, whether complete, which tier.
+
+    Written when a record is made (for a criteria version) and when its start, completeness or tier
+    change, not at every step: the sweep, analytics and funnels read it. Values are worked out from
+    ``learner_states``.
+    """
+
     __tablename__ = "progress"
 
     learner_id: Mapped[int] = mapped_column(ForeignKey("learners.id"), primary_key=True)
     badge_id: Mapped[str] = mapped_column(ForeignKey("badges.id"), primary_key=True)
     criteria_version: Mapped[int] = mapped_column(Integer)
-    state: Mapped[dict[str, float]] = mapped_column(JsonDocument)
-    value: Mapped[float] = mapped_column(Float)
-    target: Mapped[float] = mapped_column(Float)
     complete: Mapped[bool] = mapped_column(Boolean)
-    # Every requirement met: no event can change it, so the evaluator need not even read its state.
-    saturated: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     tier: Mapped[str] = mapped_column(String(16), server_default="")
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the first counted event
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -96,6 +96,21 @@ class Part(NamedTuple):
         return self.value >= self.requirement.target
 
 
+class Standing(NamedTuple):
+    """Where a state stands, without the detail of Progress: what the evaluator keeps per badge.
+
+    Worked out for every change of every badge's state, so it is made of comparisons only.
+    """
+
+    complete: bool
+    tier: str = ""  # the highest tier reached, for badges with tiers
+    saturated: bool = False  # every requirement met: no event can change it any more
+
+
+NOT_MET = Standing(False, "", False)
+MET = Standing(True, "", True)
+
+
 class Progress(NamedTuple):
     value: float
     target: float
@@ -176,6 +191,31 @@ class Criteria:
             target += best.requirement.target
             complete = complete and best.met
         return Progress(value, target, complete, tuple(parts), saturated=saturated)
+
+    def standing(self, state: State, points: float = 0) -> Standing:
+        """What ``progress`` would say of completeness, tier and saturation, for less."""
+        if self.tiers:
+            (requirement,) = self.groups[0]
+            measured = requirement.measure(state.get(requirement.key), points)
+            tier = ""
+            for reached in self.tiers:
+                if measured >= reached.target:
+                    tier = reached.name
+            top = measured >= self.tiers[-1].target
+            return Standing(top, tier, top)
+        if len(self.groups) == 1 and len(self.groups[0]) == 1:
+            (requirement,) = self.groups[0]
+            met = requirement.measure(state.get(requirement.key), points) >= requirement.target
+            return MET if met else NOT_MET
+        complete = saturated = True
+        for group in self.groups:
+            any_met = False
+            for requirement in group:
+                met = requirement.measure(state.get(requirement.key), points) >= requirement.target
+                any_met = any_met or met
+                saturated = saturated and met
+            complete = complete and any_met
+        return Standing(complete, "", saturated)
 
     def _tiered_progress(self, state: State, points: float) -> Progress:
         (requirement,) = self.groups[0]

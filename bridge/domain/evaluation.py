@@ -14,19 +14,35 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from bridge.domain.aggregates import EventFacts, LateEvent
-from bridge.domain.criteria import Progress, Tier
+from bridge.domain.criteria import Progress, Standing, Tier
 from bridge.domain.events import LearningEvent
 from bridge.domain.rules import ActiveBadge, RuleBook
 
 
 class BadgeRecord(NamedTuple):
-    """A learner's stored progress on one badge (a named tuple: one is made per badge per event)."""
+    """A learner's progress on one badge: its state, and where that stands (a named tuple: one is made
+    per badge per event). Progress in full is worked out from the state only when asked for."""
 
     criteria_version: int
     state: Mapping[str, Any]
-    progress: Progress | None  # None: not worked out yet (a record just read); see LearnerLedger.progress
-    started_at: datetime | None
+    started_at: datetime | None  # the first counted event
+    complete: bool = False
+    tier: str = ""
     saturated: bool = False  # every requirement met: events cannot change it
+
+    @property
+    def standing(self) -> Standing:
+        return Standing(self.complete, self.tier, self.saturated)
+
+    def reports_differently(self, other: BadgeRecord | None) -> bool:
+        """Whether the progress report (version, start, completeness, tier) differs from ``other``'s."""
+        return (
+            other is None
+            or self.criteria_version != other.criteria_version
+            or self.started_at != other.started_at
+            or self.complete != other.complete
+            or self.tier != other.tier
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +99,10 @@ class LearnerLedger:
     # Others are read with load_awards when first needed (an unlocked dependant, say).
     awards_known: set[str] | None = None
     load_awards: AwardsLoader = lambda _badge_id: AwardsOf((), (), False)
-    dirty: set[str] = field(default_factory=set)
+    dirty: set[str] = field(default_factory=set)  # records changed: the learner's states to write
+    # Records whose progress report changed. Reported: records complete or with a tier (and those no
+    # longer so), every record of a tiered badge, and records rebuilt by the sweep; not every step.
+    reported: set[str] = field(default_factory=set)
     earned: list[Earned] = field(default_factory=list)
     _unloaded: set[str] = field(default_factory=set)
 
@@ -95,6 +114,13 @@ class LearnerLedger:
             else:
                 self.records[badge_id] = found
         return self.records.get(badge_id)
+
+    def progress_of(self, badge: ActiveBadge) -> Progress | None:
+        """The learner's progress on the badge in full, or None without a record of its criteria."""
+        record = self.record(badge.id)
+        if record is None or record.criteria_version != badge.criteria_version:
+            return None
+        return badge.criteria.progress(record.state, self.points)
 
     def _know_awards(self, badge_id: str) -> None:
         known = self.awards_known
@@ -127,7 +153,7 @@ class LearnerLedger:
                     continue
                 state, started = advanced, event.occurred_at
             else:
-                if record.saturated or (record.progress is not None and record.progress.saturated):
+                if record.saturated:
                     continue  # nothing left to change or to earn by events (unlocks come by _unlock)
                 try:
                     advanced = badge.criteria.advance(record.state, facts)
@@ -138,21 +164,11 @@ class LearnerLedger:
                         continue
                     state = advanced
                     started = _earliest(record.started_at, event.occurred_at)
-            progress = badge.criteria.progress(state, self.points)
-            records[badge.id] = BadgeRecord(
-                badge.criteria_version, state, progress, started, progress.saturated
-            )
-            self.dirty.add(badge.id)
-            if progress.complete or progress.reached:
-                self._earn(badge, progress, rules, event, event.occurred_at)
-
-    def progress(self, badge: ActiveBadge, record: BadgeRecord) -> Progress:
-        """The record's progress, worked out from its state when first needed."""
-        if record.progress is None:
-            record = record._replace(progress=badge.criteria.progress(record.state, self.points))
-            self.records[badge.id] = record
-        assert record.progress is not None
-        return record.progress
+            stored = self._store(badge, state, started, record)
+            if (stored.complete or stored.tier) and stored.reports_differently(record):
+                # Completed, or a new tier: what was earned before was awarded then, or is waiting
+                # for what releases it (the sweep, a prerequisite, an approval), not for an event.
+                self._earn(badge, stored, rules, event, event.occurred_at)
 
     def _needs_replay(self, badge: ActiveBadge, record: BadgeRecord | None) -> bool:
         if record is not None:
@@ -166,9 +182,7 @@ class LearnerLedger:
     def settle(self, rules: RuleBook, now: datetime) -> None:
         """Award everything already complete but not yet awarded (the sweep after achievements were off)."""
         for badge in rules.badges:
-            record = self.record(badge.id)
-            if record is not None and record.criteria_version == badge.criteria_version:
-                self._earn(badge, self.progress(badge, record), rules, None, now)
+            self._earn_current(badge, rules, None, now)
         self._points_changed(rules, None, now)
 
     def rebuild(self, badge: ActiveBadge, rules: RuleBook, history: History, now: datetime) -> None:
@@ -178,13 +192,10 @@ class LearnerLedger:
         would rebuild it (see observe), but a learner may send none for a long time.
         """
         state, started = _rebuild(badge, None, history)
-        progress = badge.criteria.progress(state, self.points)
-        self.records[badge.id] = BadgeRecord(
-            badge.criteria_version, state, progress, started, progress.saturated
-        )
-        self.dirty.add(badge.id)
-        if progress.complete or progress.reached:
-            self._earn(badge, progress, rules, None, now)
+        stored = self._store(badge, state, started, self.record(badge.id))
+        self.reported.add(badge.id)  # even an empty record: the learner was looked at
+        if stored.complete or stored.tier:
+            self._earn(badge, stored, rules, None, now)
 
     def grant(
         self, badge: ActiveBadge, tier: Tier, rules: RuleBook, at: datetime, granted_by: str, reason: str
@@ -212,37 +223,65 @@ class LearnerLedger:
         known = None if self.awards_known is None else set(self.awards_known)
         return (
             self.points, dict(self.records), set(self.awarded), set(self.held), set(self.requested),
-            set(self.dirty), len(self.earned), known,
+            set(self.dirty), set(self.reported), len(self.earned), known,
         )  # fmt: skip
 
     def restore(self, snapshot: tuple[Any, ...]) -> None:
         """Back to ``snapshot``, which stays as it was: it can be restored again."""
-        points, records, awarded, held, requested, dirty, count, known = snapshot
+        points, records, awarded, held, requested, dirty, reported, count, known = snapshot
         self.points, self.records, self.awarded = points, dict(records), set(awarded)
-        self.held, self.requested, self.dirty = set(held), set(requested), set(dirty)
+        self.held, self.requested = set(held), set(requested)
+        self.dirty, self.reported = set(dirty), set(reported)
         self.awards_known = None if known is None else set(known)
         del self.earned[count:]
 
-    def _store(self, badge: ActiveBadge, record: BadgeRecord) -> None:
+    def _store(
+        self,
+        badge: ActiveBadge,
+        state: Mapping[str, Any],
+        started: datetime | None,
+        before: BadgeRecord | None,
+        standing: Standing | None = None,
+    ) -> BadgeRecord:
+        if standing is None:
+            standing = badge.criteria.standing(state, self.points)
+        record = BadgeRecord(badge.criteria_version, state, started, *standing)
         self.records[badge.id] = record
         self.dirty.add(badge.id)
+        if record.reports_differently(before) and (
+            record.complete
+            or record.tier
+            or (before is not None and (before.complete or before.tier))
+            or badge.criteria.tiers  # the tier funnel counts who started
+        ):
+            self.reported.add(badge.id)
+        return record
+
+    def _earn_current(
+        self, badge: ActiveBadge, rules: RuleBook, event: LearningEvent | None, at: datetime
+    ) -> None:
+        """Award what the record of the badge's current criteria earns, with the points of now."""
+        record = self.record(badge.id)
+        if record is not None and record.criteria_version == badge.criteria_version:
+            complete, tier, _ = badge.criteria.standing(record.state, self.points)
+            self._earn(badge, record._replace(complete=complete, tier=tier), rules, event, at)
 
     def _earn(
         self,
         badge: ActiveBadge,
-        progress: Progress,
+        record: BadgeRecord,
         rules: RuleBook,
         event: LearningEvent | None,
         earned_at: datetime,
     ) -> None:
-        if not (progress.complete or progress.reached) or not self.policy.enabled:
+        if not (record.complete or record.tier) or not self.policy.enabled:
             return
         for needed in badge.prerequisites:
             self._know_awards(needed)
             if needed not in self.held:
                 return  # awarded when the last prerequisite is (see _unlock)
         self._know_awards(badge.id)
-        for tier in badge.tiers_earned(progress):
+        for tier in badge.tiers_earned(record.standing, record.state, self.points):
             key = (badge.id, tier.name)
             if key in self.awarded or key in self.requested:
                 continue
@@ -261,9 +300,7 @@ class LearnerLedger:
 
     def _unlock(self, badge_id: str, rules: RuleBook, event: LearningEvent | None, at: datetime) -> None:
         for dependant in rules.dependants(badge_id):
-            record = self.record(dependant.id)
-            if record is not None and record.criteria_version == dependant.criteria_version:
-                self._earn(dependant, self.progress(dependant, record), rules, event, at)
+            self._earn_current(dependant, rules, event, at)
 
     def _points_changed(self, rules: RuleBook, event: LearningEvent | None, at: datetime) -> None:
         """Badges on the learner's points follow them; awarding one may move the points again."""
@@ -272,17 +309,17 @@ class LearnerLedger:
             current = record is not None and record.criteria_version == badge.criteria_version
             if badge.criteria.kinds and self._needs_replay(badge, record):
                 continue  # points and events, to be rebuilt from history on the learner's next event
-            if record is not None and current and _saturated(record):
+            if record is not None and current and record.saturated:
                 continue
             state = record.state if record is not None and current else {}
-            progress = badge.criteria.progress(state, self.points)
-            if record is None or not current or progress != self.progress(badge, record):
+            standing = badge.criteria.standing(state, self.points)
+            if record is None or not current or standing != record.standing:
                 started = record.started_at if record is not None and current else None
-                record = BadgeRecord(
-                    badge.criteria_version, state, progress, started or at, progress.saturated
+                # A new tier or completion is earned now; an unchanged one was when it came (as in
+                # observe; settle looks at every badge itself).
+                self._earn(
+                    badge, self._store(badge, state, started or at, record, standing), rules, event, at
                 )
-                self._store(badge, record)
-            self._earn(badge, progress, rules, event, at)
 
 
 def _rebuild(
@@ -303,7 +340,3 @@ def _rebuild(
 
 def _earliest(current: datetime | None, candidate: datetime) -> datetime:
     return candidate if current is None or candidate < current else current
-
-
-def _saturated(record: BadgeRecord) -> bool:
-    return record.saturated or (record.progress is not None and record.progress.saturated)

@@ -1,6 +1,6 @@
-"""Writing what a batch's ledgers decided: progress, awards with their evidence, approvals, points,
-course memberships — one ``executemany`` per table, in the session's transaction (the rows there are
-many, on the driver's cursor: see bridge.db.driver)."""
+"""Writing what a batch's ledgers decided: progress states and reports, awards with their evidence,
+approvals, points, course memberships — one ``executemany`` per table, in the session's transaction (the
+rows there are many, on the driver's cursor: see bridge.db.driver)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,12 @@ from bridge.db.models import Approval, Award
 from bridge.domain.aggregates import EventFacts
 from bridge.domain.evaluation import Earned
 from bridge.services.event_rows import COLUMNS, event_row, learner_events, to_learning_event
-from bridge.services.ledgers import LearnerContext
+from bridge.services.ledgers import LearnerContext, to_stored
 
 EVIDENCE_LIMIT = 100
 # In the order of the rows write_effects makes.
-_PROGRESS_COLUMNS = (
-    "learner_id", "badge_id", "criteria_version", "state", "value", "target", "complete", "saturated",
-    "tier", "started_at", "updated_at",
+_REPORT_COLUMNS = (
+    "learner_id", "badge_id", "criteria_version", "complete", "tier", "started_at", "updated_at",
 )  # fmt: skip
 
 
@@ -40,12 +39,17 @@ class EffectWriter:
     def __init__(self, dialect: str, zone: tzinfo) -> None:
         self._zone = zone
         self._driver = driver = Driver(dialect)
-        # The rows of these run on the driver's cursor (see bridge.db.driver): there are about ten
-        # progress rows per event.
-        updated = ", ".join(f"{c} = excluded.{c}" for c in _PROGRESS_COLUMNS[2:])
-        marks = [driver.json_mark if c == "state" else driver.mark for c in _PROGRESS_COLUMNS]
-        self._upsert_progress = (
-            f"INSERT INTO progress ({', '.join(_PROGRESS_COLUMNS)}) VALUES ({', '.join(marks)}) "
+        # The rows of these run on the driver's cursor (see bridge.db.driver): a row of states per
+        # learner, and about ten reports per new learner.
+        self._upsert_states = (
+            f"INSERT INTO learner_states (learner_id, states, updated_at) "
+            f"VALUES ({driver.mark}, {driver.json_mark}, {driver.mark}) ON CONFLICT (learner_id) "
+            "DO UPDATE SET states = excluded.states, updated_at = excluded.updated_at"
+        )
+        updated = ", ".join(f"{c} = excluded.{c}" for c in _REPORT_COLUMNS[2:])
+        self._upsert_report = (
+            f"INSERT INTO progress ({', '.join(_REPORT_COLUMNS)}) "
+            f"VALUES ({driver.marks(len(_REPORT_COLUMNS))}) "
             f"ON CONFLICT (learner_id, badge_id) DO UPDATE SET {updated}"
         )
         # Latest first, up to the time of the award: what earned it (see _evidence).
@@ -66,7 +70,7 @@ class EffectWriter:
     def write_effects(
         self, session: Session, learners: Collection[LearnerContext], now: datetime
     ) -> tuple[list[AwardMade], int]:
-        progress_rows, point_rows, award_rows, approval_rows, made_for = [], [], [], [], []
+        state_rows, report_rows, point_rows, award_rows, approval_rows, made_for = [], [], [], [], [], []
         dumps, at = self._driver.json, self._driver.time(now)
         # Most records start at the time of an event of the batch: each time is encoded once.
         times: dict[datetime | None, Any] = {}
@@ -79,14 +83,15 @@ class EffectWriter:
 
         for learner in learners:
             ledger = learner.ledger
-            for badge_id in sorted(ledger.dirty):
+            if ledger.dirty:
+                for badge_id in ledger.dirty:
+                    learner.states[badge_id] = to_stored(ledger.records[badge_id])
+                state_rows.append((learner.id, dumps(learner.states), at))
+            for badge_id in sorted(ledger.reported):
                 record = ledger.records[badge_id]
-                progress = record.progress
-                assert progress is not None  # a changed record was worked out by the ledger
-                progress_rows.append(
+                report_rows.append(
                     (
-                        learner.id, badge_id, record.criteria_version, dumps(record.state), progress.value,
-                        progress.target, progress.complete, progress.saturated, progress.tier,
+                        learner.id, badge_id, record.criteria_version, record.complete, record.tier,
                         time(record.started_at), at,
                     )
                 )  # fmt: skip
@@ -108,7 +113,8 @@ class EffectWriter:
                 made_for.append((earned, learner))
             if ledger.earned:
                 point_rows.append((ledger.points, learner.id))
-        self._driver.execute_many(session, self._upsert_progress, progress_rows)
+        self._driver.execute_many(session, self._upsert_states, state_rows)
+        self._driver.execute_many(session, self._upsert_report, report_rows)
         made: list[AwardMade] = []
         if award_rows:
             ids = (
@@ -123,6 +129,7 @@ class EffectWriter:
         self._driver.execute_many(session, self._update_points, point_rows)
         for learner in learners:
             learner.ledger.dirty.clear()
+            learner.ledger.reported.clear()
             learner.ledger.earned.clear()
         return made, len(approval_rows)
 

@@ -55,7 +55,7 @@ class ManualAwards:
         with self._database.write() as session:
             badge, chosen = self._badge_and_tier(session, badge_id, tier)
             rules = self._rules.current(session)  # read once: this cache reloads on every call
-            context = self._processor.ledgers.lock_learners(session, [(platform, learner)], rules, None)
+            context = self._processor.ledgers.lock_learners(session, [(platform, learner)], every_award=True)
             ledger = context[(platform, learner)].ledger
             key = (badge.id, chosen.name)
             if key in ledger.awarded:
@@ -153,7 +153,9 @@ class ManualAwards:
                 badge, tier = self._badge_and_tier(session, approval.badge_id, approval.tier)
                 key = (learner.platform, learner.lms_user_id)
                 rules = self._rules.current(session)
-                context = self._processor.ledgers.lock_learners(session, [key], rules, None, create=False)
+                context = self._processor.ledgers.lock_learners(
+                    session, [key], every_award=True, create=False
+                )
                 context[key].ledger.grant(badge, tier, rules, approval.earned_at, actor, reason or "approved")
                 made, _ = self._processor.effects.write_effects(session, list(context.values()), utcnow())
                 award_id = next(m.award_id for m in made if m.badge_id == badge.id and m.tier == tier.name)

@@ -8,7 +8,6 @@ back with one ``executemany`` per table (``effects``).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,7 +22,6 @@ from bridge.db.engine import Database
 from bridge.db.models import Learner
 from bridge.domain.aggregates import EventFacts
 from bridge.domain.evaluation import AwardPolicy
-from bridge.domain.rules import RuleBook
 from bridge.services.badges import RuleBookCache
 from bridge.services.effects import AwardMade, EffectWriter
 from bridge.services.event_rows import to_learning_event
@@ -61,10 +59,7 @@ class EventProcessor:
         rules = self.rules.current(session)
         facts = [(row.id, EventFacts(to_learning_event(row), self._zone)) for row in rows]
         keys = sorted({(f.event.platform, f.event.learner) for _, f in facts})
-        kinds: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for _, f in facts:
-            kinds[f.event.platform, f.event.learner].add(f.event.kind)
-        learners = self.ledgers.lock_learners(session, keys, rules, kinds)
+        learners = self.ledgers.lock_learners(session, keys)
         failures: dict[int, Exception] = {}
         now = utcnow()
         for event_id, event_facts in facts:
@@ -84,7 +79,7 @@ class EventProcessor:
     def settle(self, session: Session, learner_ids: Sequence[int]) -> BatchResult:
         """Award what the learners completed but were not awarded (achievements were off, say)."""
         rules = self.rules.current(session)
-        learners = self._lock_known(session, rules, learner_ids)
+        learners = self._lock_known(session, learner_ids)
         now = utcnow()
         for learner in learners.values():
             learner.ledger.settle(rules, now)
@@ -97,7 +92,7 @@ class EventProcessor:
         badge = rules.by_id.get(badge_id)
         if badge is None or not learner_ids:
             return BatchResult({}, [])
-        learners = self._lock_known(session, rules, learner_ids)
+        learners = self._lock_known(session, learner_ids)
         now = utcnow()
         for learner in learners.values():
             history = partial(self.ledgers.history, session, learner)
@@ -106,7 +101,7 @@ class EventProcessor:
         return BatchResult({}, awards, approvals)
 
     def _lock_known(
-        self, session: Session, rules: RuleBook, learner_ids: Sequence[int]
+        self, session: Session, learner_ids: Sequence[int]
     ) -> dict[tuple[str, str], LearnerContext]:
         """Learners by id, locked, with every record, award and request known."""
         rows = (
@@ -118,4 +113,4 @@ class EventProcessor:
             )
             .all()
         )
-        return self.ledgers.lock_learners(session, [tuple(r) for r in rows], rules, None, create=False)
+        return self.ledgers.lock_learners(session, [tuple(r) for r in rows], every_award=True, create=False)

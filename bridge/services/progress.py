@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from bridge.clock import utcnow
 from bridge.db.engine import Database
-from bridge.db.models import Approval, Award, Badge, Learner, Progress
+from bridge.db.models import Approval, Award, Badge, Learner, LearnerState
 from bridge.domain.progress_text import describe
 from bridge.services.badges import load_rulebook
 from bridge.services.errors import NotFound
+from bridge.services.ledgers import to_record
 from bridge.settings import Settings
 
 
@@ -57,13 +58,10 @@ def learner_progress(
         ).one_or_none()
         states, awards, pending = {}, {}, set()
         if learner is not None:
+            stored = session.scalar(select(LearnerState.states).where(LearnerState.learner_id == learner.id))
             states = {
-                row.badge_id: (row.criteria_version, row.state)
-                for row in session.execute(
-                    select(Progress.badge_id, Progress.criteria_version, Progress.state).where(
-                        Progress.learner_id == learner.id
-                    )
-                )
+                badge_id: (record.criteria_version, record.state)
+                for badge_id, record in ((b, to_record(r)) for b, r in (stored or {}).items())
             }
             for award in session.execute(
                 select(Award.badge_id, Award.tier, Award.awarded_at)

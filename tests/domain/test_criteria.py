@@ -8,6 +8,9 @@ target are the sums over the groups; a tiered badge's target is its top tier's.
 from datetime import UTC, datetime
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from bridge.domain.aggregates import Count, EventFacts
 from bridge.domain.criteria import Criteria, Part, Progress, Requirement, Tier
 from bridge.domain.events import LearningEvent
@@ -211,3 +214,25 @@ def test_a_tiered_points_badge_follows_the_points_and_caps_its_value_at_the_top_
     progress = levels.progress({}, points=70)
     assert (progress.tier, progress.value, progress.target, progress.complete) == ("gold", 50, 50, True)
     assert levels.progress({}, points=12).tier == "bronze"
+
+
+# --- standing: progress in brief, for the evaluator -----------------------------------------------------
+
+
+@given(a=st.integers(0, 4), b=st.integers(0, 4), c=st.integers(0, 4), points=st.integers(0, 60))
+def test_standing_says_what_progress_says_of_completeness_tier_and_saturation(
+    a: int, b: int, c: int, points: int
+) -> None:
+    shapes = [
+        Criteria(groups=((counting("a", "login", 3),),)),
+        Criteria(
+            groups=((counting("a", "login", 3), counting("b", "purchase", 2)), (counting("c", "post", 4),))
+        ),
+        Criteria(groups=((counting("a", "login", 3),), (on_points("p", 30),))),
+        tiered(counting("a", "assignment_graded", 4)),
+        tiered(on_points("p", 50)),
+    ]
+    state = {key: value for key, value in (("a", a), ("b", b), ("c", c)) if value}
+    for criteria in shapes:
+        progress = criteria.progress(state, points)
+        assert criteria.standing(state, points) == (progress.complete, progress.tier, progress.saturated)

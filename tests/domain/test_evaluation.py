@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bridge.domain.aggregates import HORIZON_DAYS, Count, EventFacts, Max, Streak
-from bridge.domain.criteria import Criteria, Requirement, Tier
+from bridge.domain.criteria import Criteria, Progress, Requirement, Tier
 from bridge.domain.evaluation import AwardPolicy, AwardsOf, BadgeRecord, Earned, LearnerLedger
 from bridge.domain.events import LearningEvent
 from bridge.domain.rules import ActiveBadge, RuleBook
@@ -97,7 +97,13 @@ def observe(book: LearnerLedger, rules: RuleBook, *events: EventFacts) -> list[E
 
 
 def record_of(badge: ActiveBadge, state: dict[str, Any], points: int = 0) -> BadgeRecord:
-    return BadgeRecord(badge.criteria_version, state, badge.criteria.progress(state, points), NOW)
+    return BadgeRecord(badge.criteria_version, state, NOW, *badge.criteria.standing(state, points))
+
+
+def progress_of(book: LearnerLedger, badge: ActiveBadge) -> Progress:
+    found = book.progress_of(badge)
+    assert found is not None, f"no record of {badge.id}"
+    return found
 
 
 def earned(
@@ -121,8 +127,54 @@ def test_the_first_matching_event_creates_a_record_and_marks_it_dirty() -> None:
         {"r": 1},
         login.event.occurred_at,
     )
-    assert (record.progress.value, record.progress.target, record.progress.complete) == (1, 2, False)
+    progress = progress_of(book, welcome)
+    assert (progress.value, progress.target, progress.complete, record.complete) == (1, 2, False, False)
     assert book.dirty == {"welcome"}
+    assert book.reported == set()  # a step on the way is not reported (see the next tests)
+
+
+# --- the progress report: what the sweep and analytics read -----------------------------------------
+
+
+def test_completing_a_badge_reports_it_and_further_steps_do_not() -> None:
+    regular = either_login_or_purchase("regular")
+    book = ledger()
+    observe(book, RuleBook([regular]), facts("login"))
+    assert book.reported == {"regular"} and book.records["regular"].complete
+    book.reported.clear()
+    observe(book, RuleBook([regular]), facts("purchase"))
+    assert (book.dirty, book.reported) == ({"regular"}, set())
+
+
+def test_every_record_of_a_tiered_badge_is_reported_from_its_start_and_at_each_tier() -> None:
+    tiered = badge("tiered", counting("login", 3), tiers=(Tier("bronze", 2, 1), Tier("silver", 3, 1)))
+    book = ledger()
+    reported = []
+    for _ in range(3):
+        observe(book, RuleBook([tiered]), facts("login"))
+        reported.append((sorted(book.reported), book.records["tiered"].tier))
+        book.reported.clear()
+    assert reported == [(["tiered"], ""), (["tiered"], "bronze"), (["tiered"], "silver")]
+
+
+def test_a_complete_record_replaced_by_an_incomplete_one_of_new_criteria_is_reported() -> None:
+    old, new = badge("regular", version=1), badge("regular", counting("login", 3), version=2)
+    book = ledger(records={"regular": record_of(old, {"r": 1})}, awarded={("regular", "")}, held={"regular"})
+    assert book.records["regular"].complete
+    book.observe(facts("login"), RuleBook([new]), lambda _badge: [])
+    assert (book.reported, book.records["regular"].complete) == ({"regular"}, False)
+
+
+def test_a_complete_record_earns_nothing_more_from_events_that_leave_it_complete() -> None:
+    regular = either_login_or_purchase("regular")
+    asked: list[str] = []
+    book = ledger(
+        records={"regular": record_of(regular, {"a": 1})},
+        awards_known=set(),
+        load_awards=awards_from({"regular": AwardsOf(("",), (), True)}, asked),
+    )
+    assert observe(book, RuleBook([regular]), facts("purchase")) == []
+    assert asked == []  # its awards are not even looked at: they were settled when it completed
 
 
 def test_an_event_no_badge_listens_to_leaves_the_ledger_as_it_is() -> None:
@@ -226,7 +278,7 @@ GRADUATE = badge("course-graduate", counting("course_completed"), points=20, pre
 def test_a_complete_badge_is_not_awarded_while_a_prerequisite_is_missing() -> None:
     book = ledger()
     assert observe(book, RuleBook([READY, GRADUATE]), facts("course_completed")) == []
-    assert book.records["course-graduate"].progress.complete
+    assert book.records["course-graduate"].complete
     assert book.awarded == set()
 
 
@@ -326,7 +378,7 @@ def test_a_revoked_award_is_never_made_again() -> None:
     welcome = badge("welcome", points=5)
     book = ledger(awarded={("welcome", "")}, held=set())  # awarded once, then revoked by a person
     assert observe(book, RuleBook([welcome]), facts("login")) == []
-    assert book.records["welcome"].progress.complete
+    assert book.records["welcome"].complete
     assert (book.points, book.held) == (0, set())
 
 
@@ -370,7 +422,7 @@ def test_with_achievements_disabled_progress_is_kept_but_nothing_is_earned() -> 
     welcome = badge("welcome", points=5)
     book = ledger(policy=AwardPolicy(enabled=False))
     assert observe(book, RuleBook([welcome]), facts("login")) == []
-    assert book.records["welcome"].progress.complete
+    assert book.records["welcome"].complete
     assert (book.points, book.awarded) == (0, set())
 
 
@@ -412,15 +464,15 @@ def test_an_award_with_points_moves_the_level_badge() -> None:
         earned(quiz, Tier("", 1, 12), graded, points=12),
         earned(level, Tier("bronze", 10, 0), graded, points=0),
     ]
-    record = book.records["levels"]
-    assert (record.progress.value, record.progress.tier) == (12, "bronze")
+    assert (progress_of(book, level).value, book.records["levels"].tier) == (12, "bronze")
     assert "levels" in book.dirty
 
 
 def test_the_level_badge_records_progress_below_its_first_level() -> None:
     book = ledger()
-    observe(book, RuleBook([badge("welcome", points=4), levels([10, 20], points=0)]), facts("login"))
-    assert book.records["levels"].progress.value == 4
+    level = levels([10, 20], points=0)
+    observe(book, RuleBook([badge("welcome", points=4), level]), facts("login"))
+    assert progress_of(book, level).value == 4
     assert book.awarded == {("welcome", "")}
 
 
@@ -465,7 +517,7 @@ def test_an_event_older_than_a_state_keeps_rebuilds_the_state_from_history_in_ti
     book.records["regular"] = record_of(regular, state)
     assert observe_with(book, rules, history, late) == []
     assert asked == [regular]
-    assert book.records["regular"].progress.value == 2
+    assert progress_of(book, regular).value == 2
     assert book.records["regular"].started_at == earlier.event.occurred_at
     third = facts("login", day=-days_ago + 1)
     assert observe_with(book, rules, lambda _badge: [recent, earlier, late], third) == [
@@ -488,7 +540,7 @@ def test_a_rebuild_with_nothing_matching_stores_an_empty_record() -> None:
     regular = badge("regular", counting("login", 2))
     book = ledger(has_history=True)
     book.rebuild(regular, RuleBook([regular]), lambda _badge: [], NOW)
-    assert (book.records["regular"].state, book.records["regular"].progress.value, book.earned) == ({}, 0, [])
+    assert (book.records["regular"].state, progress_of(book, regular).value, book.earned) == ({}, 0, [])
 
 
 def observe_with(book: LearnerLedger, rules: RuleBook, history: Any, *events: EventFacts) -> list[Earned]:

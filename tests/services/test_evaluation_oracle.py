@@ -28,12 +28,13 @@ from sqlalchemy import select
 
 from bridge.bootstrap import open_database
 from bridge.db.engine import Database
-from bridge.db.models import Award, Badge, Base, Learner, Progress
+from bridge.db.models import Award, Badge, Base, Learner, LearnerState, Progress
 from bridge.domain.events import LearningEvent
+from bridge.services.ledgers import to_record
 from bridge.worker import Worker
 from tests import oracle
 from tests.conftest import make_settings
-from tests.helpers import statuses, store
+from tests.helpers import rulebook_of, statuses, store
 
 EXAMPLES = int(os.environ.get("BRIDGE_ORACLE_EXAMPLES", "60"))
 KEPT_TABLES = frozenset({"badges", "api_keys", "leases"})
@@ -298,25 +299,45 @@ class Observed:
     awards: frozenset[tuple[oracle.LearnerKey, str, str]]
     points: dict[oracle.LearnerKey, int]
     revoked: int
+    misreported: list[str]  # progress reports that do not say what the state does
 
 
 def _observe(database: Database) -> Observed:
+    """The engine's end state: progress worked out from each learner's stored states, checked against
+    the progress report of each record."""
     with database.read() as session:
         rows = list(session.scalars(select(Learner)))
         learners = {row.id: (row.platform, row.lms_user_id) for row in rows}
         points = {(row.platform, row.lms_user_id): row.points for row in rows}
-        progress = {
-            (learners[row.learner_id], row.badge_id): oracle.BadgeProgress(
-                row.value, row.target, row.complete, row.tier
-            )
-            for row in session.scalars(select(Progress))
-        }
+        rules = rulebook_of(session)
+        reports = {(row.learner_id, row.badge_id): row for row in session.scalars(select(Progress))}
+        progress, misreported = {}, []
+        for learner_id, states in session.execute(select(LearnerState.learner_id, LearnerState.states)):
+            learner = learners[learner_id]
+            for badge_id, stored in states.items():
+                badge, record = rules.by_id[badge_id], to_record(stored)
+                if record.criteria_version != badge.criteria_version:
+                    continue
+                worked_out = badge.criteria.progress(record.state, points[learner])
+                progress[learner, badge_id] = oracle.BadgeProgress(
+                    worked_out.value, worked_out.target, worked_out.complete, worked_out.tier
+                )
+                # Reported: every record complete or with a tier, and every record of a tiered badge;
+                # a record on its way may have no report, or one that says it is on its way.
+                report = reports.get((learner_id, badge_id))
+                said = None if report is None else (report.criteria_version, report.complete, report.tier)
+                must = worked_out.complete or worked_out.tier or badge.criteria.tiers
+                if said != (record.criteria_version, worked_out.complete, worked_out.tier) and (
+                    must or (report is not None and (report.complete or report.tier))
+                ):
+                    misreported.append(f"report {learner} {badge_id}: {said}, the state says {worked_out}")
         all_awards = list(session.scalars(select(Award)))
     return Observed(
         progress=progress,
         awards=frozenset((learners[a.learner_id], a.badge_id, a.tier) for a in all_awards),
         points=points,
         revoked=sum(a.revoked_at is not None for a in all_awards),
+        misreported=misreported,
     )
 
 
@@ -351,7 +372,7 @@ def _differences(expected: oracle.Outcome, observed: Observed) -> list[str]:
             found.append(f"points {learner}: got {got_points}, expected {want_points}")
     if observed.revoked:
         found.append(f"{observed.revoked} awards revoked: events never revoke an award")
-    return found
+    return found + observed.misreported
 
 
 def test_incremental_evaluation_ends_where_the_oracle_does(database_url: str, tmp_path: Path) -> None:

@@ -174,7 +174,7 @@ def test_the_sweep_rebuilds_learners_who_sent_nothing_since_a_badge_changed(
     assert progress_values(database, "shopper") == {"7": 1.0}
     with database.read() as session:
         rebuilt = session.scalars(select(Progress).where(Progress.badge_id == "logins")).all()
-        assert {(p.criteria_version, p.value) for p in rebuilt} == {(2, 4.0)}
+        assert {(p.criteria_version, p.complete) for p in rebuilt} == {(2, True)}
     assert award_sweep(database, settings) == 0
 
 
