@@ -68,7 +68,7 @@ def progress_values(database: Database, badge_id: str) -> dict[str, float]:
         for learner, points, states in rows:
             if badge_id in states:
                 record = to_record(states[badge_id])
-                values[learner] = rules.by_id[badge_id].criteria.progress(record.state, points).value
+                values[learner] = record.progress(rules.by_id[badge_id], points).value
         return values
 
 

@@ -192,6 +192,21 @@ class Criteria:
             complete = complete and best.met
         return Progress(value, target, complete, tuple(parts), saturated=saturated)
 
+    def full_progress(self) -> Progress:
+        """The progress of any state that meets every requirement: what a saturated record shows.
+
+        The same as ``progress`` of such a state, but for the parts' states, which it does not need.
+        """
+        if self.tiers:
+            (requirement,) = self.groups[0]
+            top = self.tiers[-1]
+            part = Part(requirement, top.target, None)
+            return Progress(top.target, top.target, True, (part,), top.name, self.tiers, None, saturated=True)
+        # Every requirement met: each group's best is its first (the first wins a tie).
+        parts = tuple(Part(group[0], group[0].target, None) for group in self.groups)
+        target = sum(part.value for part in parts)
+        return Progress(target, target, True, parts, saturated=True)
+
     def standing(self, state: State, points: float = 0) -> Standing:
         """What ``progress`` would say of completeness, tier and saturation, for less."""
         if self.tiers:

@@ -34,6 +34,12 @@ class BadgeRecord(NamedTuple):
     def standing(self) -> Standing:
         return Standing(self.complete, self.tier, self.saturated)
 
+    def progress(self, badge: ActiveBadge, points: float) -> Progress:
+        """Progress in full; a saturated record's state is not kept (see LearnerLedger._store)."""
+        return (
+            badge.criteria.full_progress() if self.saturated else badge.criteria.progress(self.state, points)
+        )
+
     def reports_differently(self, other: BadgeRecord | None) -> bool:
         """Whether the progress report (version, start, completeness, tier) differs from ``other``'s."""
         return (
@@ -120,7 +126,7 @@ class LearnerLedger:
         record = self.record(badge.id)
         if record is None or record.criteria_version != badge.criteria_version:
             return None
-        return badge.criteria.progress(record.state, self.points)
+        return record.progress(badge, self.points)
 
     def _know_awards(self, badge_id: str) -> None:
         known = self.awards_known
@@ -245,6 +251,10 @@ class LearnerLedger:
     ) -> BadgeRecord:
         if standing is None:
             standing = badge.criteria.standing(state, self.points)
+        if standing.saturated:
+            # Nothing reads a saturated state again: no event changes it, and its progress is full
+            # (BadgeRecord.progress). Not kept, so that the learner's document stays small.
+            state = {}
         record = BadgeRecord(badge.criteria_version, state, started, *standing)
         self.records[badge.id] = record
         self.dirty.add(badge.id)
@@ -263,8 +273,10 @@ class LearnerLedger:
         """Award what the record of the badge's current criteria earns, with the points of now."""
         record = self.record(badge.id)
         if record is not None and record.criteria_version == badge.criteria_version:
-            complete, tier, _ = badge.criteria.standing(record.state, self.points)
-            self._earn(badge, record._replace(complete=complete, tier=tier), rules, event, at)
+            if not record.saturated:  # a saturated record stays so (its state is not kept)
+                complete, tier, _ = badge.criteria.standing(record.state, self.points)
+                record = record._replace(complete=complete, tier=tier)
+            self._earn(badge, record, rules, event, at)
 
     def _earn(
         self,
@@ -281,7 +293,7 @@ class LearnerLedger:
             if needed not in self.held:
                 return  # awarded when the last prerequisite is (see _unlock)
         self._know_awards(badge.id)
-        for tier in badge.tiers_earned(record.standing, record.state, self.points):
+        for tier in badge.tiers_earned(record.progress(badge, self.points)):
             key = (badge.id, tier.name)
             if key in self.awarded or key in self.requested:
                 continue

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from bridge.domain.criteria import Criteria, Standing, State, Tier
+from bridge.domain.criteria import Criteria, Progress, Tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,17 +29,11 @@ class ActiveBadge:
             return datetime.combine(self.expires_on, time(), zone).astimezone(UTC)
         return None
 
-    def tiers_earned(self, standing: Standing, state: State, points: float) -> tuple[Tier, ...]:
-        """What a state earns: every tier reached, or for an untiered badge one tier named ''."""
-        tiers = self.criteria.tiers
-        if tiers:
-            for index, tier in enumerate(tiers):
-                if tier.name == standing.tier:
-                    return tiers[: index + 1]  # targets increase, so the tiers below are reached too
-            return ()
-        if not standing.complete:
-            return ()
-        return (Tier("", self.criteria.progress(state, points).target, self.points),)
+    def tiers_earned(self, progress: Progress) -> tuple[Tier, ...]:
+        """What the progress earns: every tier reached, or for an untiered badge one tier named ''."""
+        if self.criteria.tiers:
+            return progress.reached
+        return (Tier("", progress.target, self.points),) if progress.complete else ()
 
 
 class RuleBook:

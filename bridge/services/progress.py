@@ -56,13 +56,10 @@ def learner_progress(
                 Learner.platform == platform, Learner.lms_user_id == lms_user_id
             )
         ).one_or_none()
-        states, awards, pending = {}, {}, set()
+        records, awards, pending = {}, {}, set()
         if learner is not None:
             stored = session.scalar(select(LearnerState.states).where(LearnerState.learner_id == learner.id))
-            states = {
-                badge_id: (record.criteria_version, record.state)
-                for badge_id, record in ((b, to_record(r)) for b, r in (stored or {}).items())
-            }
+            records = {badge_id: to_record(record) for badge_id, record in (stored or {}).items()}
             for award in session.execute(
                 select(Award.badge_id, Award.tier, Award.awarded_at)
                 .where(Award.learner_id == learner.id, Award.revoked_at.is_(None))
@@ -80,10 +77,12 @@ def learner_progress(
     points = learner.points if learner is not None else 0
     views = []
     for badge in rules.badges:
-        version, state = states.get(badge.id, (badge.criteria_version, {}))
-        if version != badge.criteria_version:
-            state = {}  # criteria changed since: rebuilt on the learner's next event
-        progress = badge.criteria.progress(state, points)
+        record = records.get(badge.id)
+        if record is None or record.criteria_version != badge.criteria_version:
+            # None yet, or criteria changed since: rebuilt on the learner's next event
+            progress = badge.criteria.progress({}, points)
+        else:
+            progress = record.progress(badge, points)
         earned = awards.get(badge.id, [])
         upcoming = progress.next_tier
         views.append(

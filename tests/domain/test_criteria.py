@@ -220,9 +220,7 @@ def test_a_tiered_points_badge_follows_the_points_and_caps_its_value_at_the_top_
 
 
 @given(a=st.integers(0, 4), b=st.integers(0, 4), c=st.integers(0, 4), points=st.integers(0, 60))
-def test_standing_says_what_progress_says_of_completeness_tier_and_saturation(
-    a: int, b: int, c: int, points: int
-) -> None:
+def test_standing_and_full_progress_say_what_progress_says(a: int, b: int, c: int, points: int) -> None:
     shapes = [
         Criteria(groups=((counting("a", "login", 3),),)),
         Criteria(
@@ -236,3 +234,6 @@ def test_standing_says_what_progress_says_of_completeness_tier_and_saturation(
     for criteria in shapes:
         progress = criteria.progress(state, points)
         assert criteria.standing(state, points) == (progress.complete, progress.tier, progress.saturated)
+        if progress.saturated:  # what a saturated record shows without its state
+            without_states = progress._replace(parts=tuple(p._replace(state=None) for p in progress.parts))
+            assert criteria.full_progress() == without_states

@@ -157,6 +157,16 @@ def test_every_record_of_a_tiered_badge_is_reported_from_its_start_and_at_each_t
     assert reported == [(["tiered"], ""), (["tiered"], "bronze"), (["tiered"], "silver")]
 
 
+def test_a_saturated_record_keeps_no_state_and_shows_full_progress() -> None:
+    twice = badge("twice", counting("login", 2))
+    book = ledger()
+    observe(book, RuleBook([twice]), facts("login"), facts("login"))
+    record = book.records["twice"]
+    assert (record.state, record.saturated, record.complete) == ({}, True, True)
+    assert progress_of(book, twice) == twice.criteria.full_progress()
+    assert progress_of(book, twice).value == 2
+
+
 def test_a_complete_record_replaced_by_an_incomplete_one_of_new_criteria_is_reported() -> None:
     old, new = badge("regular", version=1), badge("regular", counting("login", 3), version=2)
     book = ledger(records={"regular": record_of(old, {"r": 1})}, awarded={("regular", "")}, held={"regular"})
@@ -227,7 +237,7 @@ def test_a_badge_is_awarded_once_however_many_events_complete_it_again() -> None
     rules = RuleBook([welcome])
     observe(book, rules, facts("login"))
     assert observe(book, rules, facts("purchase"), facts("login")) == []
-    assert book.records["welcome"].state == {"a": 1, "b": 1}  # progress still moves
+    assert book.records["welcome"].saturated  # progress still moved: both requirements are met now
     assert book.points == 5
 
 
@@ -531,7 +541,8 @@ def test_a_rebuild_records_the_history_and_earns_what_it_completes_with_no_event
     book = ledger(has_history=True)
     book.rebuild(regular, RuleBook([regular]), lambda _badge: [second, first, facts("purchase")], NOW)
     record = book.records["regular"]
-    assert (record.state, record.started_at) == ({"r": 2}, first.event.occurred_at)
+    # Both logins counted: complete (a complete record keeps no state), starting at the first.
+    assert (record.saturated, record.started_at) == (True, first.event.occurred_at)
     assert "regular" in book.dirty
     assert book.earned == [earned(regular, Tier("", 2, 3), None, points=3)]
 
@@ -567,9 +578,9 @@ def test_a_record_of_an_older_criteria_version_is_rebuilt_from_the_history_and_t
     book.observe(current, RuleBook([new]), history)
     assert asked == [new]
     record = book.records["regular"]
-    assert (record.criteria_version, record.state, record.started_at) == (
+    assert (record.criteria_version, record.saturated, record.started_at) == (
         2,
-        {"r": 3},
+        True,  # the two earlier logins and this one: complete
         first.event.occurred_at,
     )
     assert book.earned == [earned(new, Tier("", 3, 5), current, points=5)]
@@ -591,7 +602,7 @@ def test_a_badge_new_to_a_learner_with_earlier_events_is_built_from_their_histor
     current = facts("login", day=3)
     book.observe(current, RuleBook([regular]), lambda _badge: earlier)
     record = book.records["regular"]
-    assert (record.state, record.started_at) == ({"r": 3}, earlier[0].event.occurred_at)
+    assert (record.saturated, record.started_at) == (True, earlier[0].event.occurred_at)  # 2 + 1 logins
     assert book.earned == [earned(regular, Tier("", 3, 5), current, points=5)]
 
 

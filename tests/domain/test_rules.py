@@ -74,18 +74,11 @@ def test_an_award_without_an_expiry_never_expires() -> None:
 
 def test_an_untiered_badge_earns_one_unnamed_tier_with_its_points_once_complete() -> None:
     welcome = badge("welcome", (counting("login", 2),), points=5)
-
-    def earned(state: dict[str, int]) -> tuple[Tier, ...]:
-        return welcome.tiers_earned(welcome.criteria.standing(state), state, 0)
-
-    assert earned({"login-2": 1}) == ()
-    assert earned({"login-2": 2}) == (Tier("", 2, 5),)
+    assert welcome.tiers_earned(welcome.criteria.progress({"login-2": 1})) == ()
+    assert welcome.tiers_earned(welcome.criteria.progress({"login-2": 2})) == (Tier("", 2, 5),)
 
 
 def test_a_tiered_badge_earns_every_tier_reached() -> None:
-    def earned(points: int) -> tuple[Tier, ...]:
-        return LEVELS.tiers_earned(LEVELS.criteria.standing({}, points), {}, points)
-
-    assert earned(9) == ()
-    assert earned(12) == (BRONZE,)
-    assert earned(30) == (BRONZE, SILVER)
+    assert LEVELS.tiers_earned(LEVELS.criteria.progress({}, points=9)) == ()
+    assert LEVELS.tiers_earned(LEVELS.criteria.progress({}, points=12)) == (BRONZE,)
+    assert LEVELS.tiers_earned(LEVELS.criteria.progress({}, points=30)) == (BRONZE, SILVER)

@@ -318,7 +318,7 @@ def _observe(database: Database) -> Observed:
                 badge, record = rules.by_id[badge_id], to_record(stored)
                 if record.criteria_version != badge.criteria_version:
                     continue
-                worked_out = badge.criteria.progress(record.state, points[learner])
+                worked_out = record.progress(badge, points[learner])
                 progress[learner, badge_id] = oracle.BadgeProgress(
                     worked_out.value, worked_out.target, worked_out.complete, worked_out.tier
                 )
