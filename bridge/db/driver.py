@@ -94,18 +94,45 @@ class Driver:
     def fetch_all(self, session: Session, statement: str, parameters: Sequence[Any]) -> list[Any]:
         return self._run(session, statement, parameters, many=False)
 
+    def insert_returning_ids(self, session: Session, insert: str, rows: Sequence[Sequence[Any]]) -> list[int]:
+        """The ``id`` of each row ``insert`` (an INSERT statement without RETURNING) adds, in order.
+
+        SQLite's driver cannot return rows from ``executemany``: each row is its own statement there,
+        which in-process costs little. psycopg returns a result per row from one ``executemany``.
+        """
+        if not rows:
+            return []
+        if self.is_sqlite:
+            return [self._run(session, insert, row, many=False, last_id=True) for row in rows]
+        return self._run(session, f"{insert} RETURNING id", rows, many=True, returning=True)
+
     @staticmethod
-    def _run(session: Session, statement: str, parameters: Any, *, many: bool) -> Any:
+    def _run(
+        session: Session,
+        statement: str,
+        parameters: Any,
+        *,
+        many: bool,
+        returning: bool = False,
+        last_id: bool = False,
+    ) -> Any:
         connection = session.connection()  # the session's: the statement joins its transaction
         driver_connection = connection.connection.driver_connection
         assert driver_connection is not None
         cursor = driver_connection.cursor()
         try:
+            if many and returning:  # psycopg: a result set per row
+                cursor.executemany(statement, parameters, returning=True)
+                ids = []
+                while True:
+                    ids.append(cursor.fetchone()[0])
+                    if not cursor.nextset():
+                        return ids
             if many:
                 cursor.executemany(statement, parameters)
                 return None
             cursor.execute(statement, parameters)
-            return cursor.fetchall()
+            return cursor.lastrowid if last_id else cursor.fetchall()
         except connection.dialect.loaded_dbapi.Error as error:
             # As SQLAlchemy would raise it (IntegrityError, DataError, ...): callers tell a bad value
             # from a failing database by those classes.

@@ -181,11 +181,11 @@ class LearnerState(Base):
 
 
 class Progress(Base):
-    """The report of each learner x badge record: when it started, whether complete, which tier.
+    """The report of a learner x badge record: its criteria version, start, completeness and tier.
 
-    Written when a record is made (for a criteria version) and when its start, completeness or tier
-    change, not at every step: the sweep, analytics and funnels read it. Values are worked out from
-    ``learner_states``.
+    What the sweep, analytics and the tier funnel read, written when it changes for records that are
+    (or were) complete or on a tier, for every record of a tiered badge, and for records the sweep
+    rebuilds; not at every step. Values are worked out from ``learner_states``.
     """
 
     __tablename__ = "progress"

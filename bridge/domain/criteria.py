@@ -132,6 +132,8 @@ class Criteria:
     groups: tuple[tuple[Requirement, ...], ...]
     tiers: tuple[Tier, ...] = ()
     _by_kind: dict[str, tuple[Requirement, ...]] = field(init=False, repr=False, compare=False)
+    # Most badges: one group of one requirement, and no tiers.
+    _single: Requirement | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_kind: dict[str, list[Requirement]] = {}
@@ -140,6 +142,8 @@ class Criteria:
                 for kind in requirement.kinds:
                     by_kind.setdefault(kind, []).append(requirement)
         object.__setattr__(self, "_by_kind", {kind: tuple(found) for kind, found in by_kind.items()})
+        single = len(self.groups) == 1 and len(self.groups[0]) == 1 and not self.tiers
+        object.__setattr__(self, "_single", self.groups[0][0] if single else None)
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -209,6 +213,9 @@ class Criteria:
 
     def standing(self, state: State, points: float = 0) -> Standing:
         """What ``progress`` would say of completeness, tier and saturation, for less."""
+        single = self._single
+        if single is not None:
+            return MET if single.measure(state.get(single.key), points) >= single.target else NOT_MET
         if self.tiers:
             (requirement,) = self.groups[0]
             measured = requirement.measure(state.get(requirement.key), points)
@@ -218,10 +225,6 @@ class Criteria:
                     tier = reached.name
             top = measured >= self.tiers[-1].target
             return Standing(top, tier, top)
-        if len(self.groups) == 1 and len(self.groups[0]) == 1:
-            (requirement,) = self.groups[0]
-            met = requirement.measure(state.get(requirement.key), points) >= requirement.target
-            return MET if met else NOT_MET
         complete = saturated = True
         for group in self.groups:
             any_met = False

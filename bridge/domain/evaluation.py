@@ -249,21 +249,20 @@ class LearnerLedger:
         before: BadgeRecord | None,
         standing: Standing | None = None,
     ) -> BadgeRecord:
-        if standing is None:
-            standing = badge.criteria.standing(state, self.points)
-        if standing.saturated:
+        complete, tier, saturated = standing or badge.criteria.standing(state, self.points)
+        if saturated:
             # Nothing reads a saturated state again: no event changes it, and its progress is full
             # (BadgeRecord.progress). Not kept, so that the learner's document stays small.
             state = {}
-        record = BadgeRecord(badge.criteria_version, state, started, *standing)
+        record = BadgeRecord(badge.criteria_version, state, started, complete, tier, saturated)
         self.records[badge.id] = record
         self.dirty.add(badge.id)
-        if record.reports_differently(before) and (
-            record.complete
-            or record.tier
+        if (
+            complete
+            or tier
             or (before is not None and (before.complete or before.tier))
             or badge.criteria.tiers  # the tier funnel counts who started
-        ):
+        ) and record.reports_differently(before):
             self.reported.add(badge.id)
         return record
 

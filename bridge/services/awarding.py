@@ -57,10 +57,11 @@ def award_sweep(database: Database, settings: Settings) -> int:
 
 
 def rebuild_stale_progress(database: Database, processor: EventProcessor) -> int:
-    """Rebuild, from their history, the records of learners with events a badge listens to but no record
-    of its current criteria, who were seen before those criteria reached every worker. Returns the
-    awards made. Every learner looked at gets a record (an empty one if nothing matched), so the next
-    sweep does not look again."""
+    """Rebuild, from their history, the records of learners with events a badge listens to but no
+    progress report of its current criteria, who were seen before those criteria reached every worker.
+    Returns the awards made. Every learner looked at gets a reported record (an empty one if nothing
+    matched), so the next sweep does not look again. (A learner whose event rebuilt the record but who
+    has not completed it has no report yet: rebuilt once more here, to the same record.)"""
     with database.read() as session:
         rules = processor.rules.current(session)
     awarded = 0

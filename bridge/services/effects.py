@@ -13,7 +13,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from bridge.db.driver import Driver
-from bridge.db.models import Approval, Award
+from bridge.db.models import Approval
 from bridge.domain.aggregates import EventFacts
 from bridge.domain.evaluation import Earned
 from bridge.services.event_rows import COLUMNS, event_row, learner_events, to_learning_event
@@ -21,6 +21,10 @@ from bridge.services.ledgers import LearnerContext, to_stored
 
 EVIDENCE_LIMIT = 100
 # In the order of the rows write_effects makes.
+_AWARD_COLUMNS = (
+    "learner_id", "badge_id", "tier", "criteria_version", "event_id", "course", "earned_at", "granted_by",
+    "reason", "points", "awarded_at", "expires_at", "event_ids",
+)  # fmt: skip
 _REPORT_COLUMNS = (
     "learner_id", "badge_id", "criteria_version", "complete", "tier", "started_at", "updated_at",
 )  # fmt: skip
@@ -57,6 +61,11 @@ class EffectWriter:
         order = f"ORDER BY occurred_at DESC, id DESC LIMIT {driver.mark}"
         self._evidence_rows = f"SELECT {COLUMNS} {evidence} {order}"
         self._evidence_ids = f"SELECT id, kind, occurred_at {evidence} {order}"
+        self._insert_award = (
+            f"INSERT INTO awards ({', '.join(_AWARD_COLUMNS)}) VALUES ("
+            + ", ".join(driver.json_mark if c == "event_ids" else driver.mark for c in _AWARD_COLUMNS)
+            + ")"
+        )
         self._update_points = f"UPDATE learners SET points = {driver.mark} WHERE id = {driver.mark}"
         self._add_member = (
             f"INSERT INTO course_members (learner_id, course, section, first_seen_at) "
@@ -102,28 +111,23 @@ class EffectWriter:
                     approval_rows.append(row | {"status": "pending", "requested_at": now})
                     continue
                 award_rows.append(
-                    row
-                    | {
-                        "points": earned.points,
-                        "awarded_at": now,
-                        "expires_at": earned.badge.expires_at(now, self._zone),
-                        "event_ids": self._evidence(session, learner, earned),
-                    }
-                )
+                    (
+                        row["learner_id"], row["badge_id"], row["tier"], row["criteria_version"],
+                        row["event_id"], row["course"], time(row["earned_at"]), row["granted_by"],
+                        row["reason"], earned.points, at, time(earned.badge.expires_at(now, self._zone)),
+                        dumps(self._evidence(session, learner, earned)),
+                    )
+                )  # fmt: skip
                 made_for.append((earned, learner))
             if ledger.earned:
                 point_rows.append((ledger.points, learner.id))
         self._driver.execute_many(session, self._upsert_states, state_rows)
         self._driver.execute_many(session, self._upsert_report, report_rows)
-        made: list[AwardMade] = []
-        if award_rows:
-            ids = (
-                session.connection()
-                .execute(insert(Award).returning(Award.id, sort_by_parameter_order=True), award_rows)
-                .scalars()
-            )
-            for award_id, (earned, learner) in zip(ids, made_for, strict=True):
-                made.append(AwardMade(award_id, earned.badge.id, earned.tier.name, *learner.key))
+        ids = self._driver.insert_returning_ids(session, self._insert_award, award_rows)
+        made = [
+            AwardMade(award_id, earned.badge.id, earned.tier.name, *learner.key)
+            for award_id, (earned, learner) in zip(ids, made_for, strict=True)
+        ]
         if approval_rows:
             session.connection().execute(insert(Approval), approval_rows)
         self._driver.execute_many(session, self._update_points, point_rows)
