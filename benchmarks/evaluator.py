@@ -185,7 +185,9 @@ def main() -> int:
             session.execute(update(Badge).values(criteria_since=utcnow() - timedelta(days=30)))
             badges = len(load_rulebook(session, settings.track_event_types).badges)
         print(
-            f"{badges} badges, {args.learners} learners, windows of {args.window} events, SQLite", flush=True
+            f"{badges} badges, {args.learners} learners, windows of {args.window} events, SQLite, "
+            f"worker batches of {settings.worker.batch_size} (the default)",
+            flush=True,
         )
         # The events span a year, whatever --stored is.
         minutes_apart = 365 * 24 * 60 / (args.stored + (args.rounds + 1) * args.window)

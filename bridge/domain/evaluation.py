@@ -71,6 +71,8 @@ class AwardPolicy:
     points_per_badge: int = 0
 
 
+_NOTHING: Mapping[str, Any] = {}  # the state before a badge's first event (never changed: advance copies)
+
 # The learner's earlier events for a badge whose criteria changed, oldest first.
 History = Callable[[ActiveBadge], Iterable[EventFacts]]
 # A record not loaded up front (e.g. a dependant unlocked by an award), or None if there is none.
@@ -142,25 +144,25 @@ class LearnerLedger:
     def observe(self, facts: EventFacts, rules: RuleBook, history: History) -> None:
         """Advance every badge listening to the event, and award what it completes."""
         event = facts.event
+        occurred = event.occurred_at
         records = self.records
         for badge in rules.for_kind(event.kind):
             record = records.get(badge.id) or self.record(badge.id)
-            if record is None or record.criteria_version == badge.criteria_version:
-                replay = record is None and self._needs_replay(badge, None)
+            if record is None:
+                if self.first_seen is not None and self._needs_replay(badge, None):
+                    # A badge that came after some of the learner's events were evaluated: rebuild
+                    # from everything they did.
+                    state, started = _rebuild(badge, facts, history)
+                else:
+                    advanced = badge.criteria.advance(_NOTHING, facts)
+                    if advanced is None:
+                        continue
+                    state, started = advanced, occurred
+            elif record.criteria_version != badge.criteria_version:
+                state, started = _rebuild(badge, facts, history)  # new criteria: from everything
+            elif record.saturated:
+                continue  # nothing left to change or to earn by events (unlocks come by _unlock)
             else:
-                replay = True
-            if replay:
-                # New criteria, or a badge that came after some of the learner's events were
-                # evaluated: rebuild from everything they did.
-                state, started = _rebuild(badge, facts, history)
-            elif record is None:
-                advanced = badge.criteria.advance({}, facts)
-                if advanced is None:
-                    continue
-                state, started = advanced, event.occurred_at
-            else:
-                if record.saturated:
-                    continue  # nothing left to change or to earn by events (unlocks come by _unlock)
                 try:
                     advanced = badge.criteria.advance(record.state, facts)
                 except LateEvent:  # older than what the state keeps: rebuild it in time order
@@ -169,12 +171,12 @@ class LearnerLedger:
                     if advanced is None:
                         continue
                     state = advanced
-                    started = _earliest(record.started_at, event.occurred_at)
+                    started = _earliest(record.started_at, occurred)
             stored = self._store(badge, state, started, record)
             if (stored.complete or stored.tier) and stored.reports_differently(record):
                 # Completed, or a new tier: what was earned before was awarded then, or is waiting
                 # for what releases it (the sweep, a prerequisite, an approval), not for an event.
-                self._earn(badge, stored, rules, event, event.occurred_at)
+                self._earn(badge, stored, rules, event, occurred)
 
     def _needs_replay(self, badge: ActiveBadge, record: BadgeRecord | None) -> bool:
         if record is not None:
