@@ -86,8 +86,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         # Checkpoint the WAL every ~40 MB instead of SQLite's ~4 MB: the worker rewrites the same
-        # progress pages batch after batch, and each checkpoint copies a page once however often it
-        # changed since the last (measured: a third less commit time on a grown store).
+        # pages (learners' states, the inbox's tail) batch after batch, and each checkpoint copies a
+        # page once however often it changed since the last (measured: a third less commit time).
         cursor.execute("PRAGMA wal_autocheckpoint=10000")
         cursor.close()
 

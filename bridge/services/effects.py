@@ -44,7 +44,7 @@ class EffectWriter:
         self._zone = zone
         self._driver = driver = Driver(dialect)
         # The rows of these run on the driver's cursor (see bridge.db.driver): a row of states per
-        # learner, and about ten reports per new learner.
+        # learner in the batch, and a report per record that completes or changes tier.
         self._upsert_states = (
             f"INSERT INTO learner_states (learner_id, states, updated_at) "
             f"VALUES ({driver.mark}, {driver.json_mark}, {driver.mark}) ON CONFLICT (learner_id) "

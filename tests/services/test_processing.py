@@ -8,7 +8,7 @@ from sqlalchemy import func, select, update
 
 from bridge.bootstrap import open_database
 from bridge.db.engine import Database
-from bridge.db.models import Badge, Learner, Progress
+from bridge.db.models import Badge, Learner, LearnerState, Progress
 from bridge.services.awarding import award_sweep
 from bridge.services.badges import load_template_files, sync_templates
 from bridge.settings import Settings
@@ -33,6 +33,28 @@ def test_progress_counts_up_and_the_badge_is_awarded_at_the_target(database_url:
     drain(Worker(database, settings))
     assert progress_values(database, "five-logins") == {"42": 5.0}  # capped at the target
     assert awards_of(database) == [("42", "five-logins")]
+
+
+def test_a_learners_states_are_one_row_and_the_report_says_when_a_badge_completed(
+    database_url: str, tmp_path: Path
+) -> None:
+    count_badge_template(tmp_path / "t", "two-logins", "login", 2)
+    count_badge_template(tmp_path / "t", "five-logins", "login", 5)
+    settings = make_settings(database_url, tmp_path, badge_templates_dir=tmp_path / "t")
+    database = open_database(settings)
+    store(database, learning_event("l1"), learning_event("l2", minutes=5), learning_event("l3", minutes=9))
+    drain(Worker(database, settings))
+    with database.read() as session:
+        (states,) = session.scalars(select(LearnerState.states)).all()
+        reports = {r.badge_id: r for r in session.scalars(select(Progress))}
+    assert sorted(states) == ["five-logins", "two-logins"]
+    # Complete, so nothing can change it: no state kept, and its progress is shown in full.
+    assert states["two-logins"][1] == {} and states["five-logins"][1] == {"g0r0": 3}
+    assert progress_values(database, "two-logins") == {"42": 2.0}
+    assert progress_values(database, "five-logins") == {"42": 3.0}
+    # Reported: the completed record, with the first event it counted; not the one on its way.
+    assert list(reports) == ["two-logins"]
+    assert (reports["two-logins"].complete, reports["two-logins"].started_at) == (True, START)
 
 
 def test_learners_are_per_platform(database: Database, settings: Settings) -> None:
