@@ -110,14 +110,14 @@ class EffectWriter:
                     del row["granted_by"], row["reason"]
                     approval_rows.append(row | {"status": "pending", "requested_at": now})
                     continue
-                award_rows.append(
-                    (
-                        row["learner_id"], row["badge_id"], row["tier"], row["criteria_version"],
-                        row["event_id"], row["course"], time(row["earned_at"]), row["granted_by"],
-                        row["reason"], earned.points, at, time(earned.badge.expires_at(now, self._zone)),
-                        dumps(self._evidence(session, learner, earned)),
-                    )
-                )  # fmt: skip
+                row |= {
+                    "earned_at": time(row["earned_at"]),
+                    "points": earned.points,
+                    "awarded_at": at,
+                    "expires_at": time(earned.badge.expires_at(now, self._zone)),
+                    "event_ids": dumps(self._evidence(session, learner, earned)),
+                }
+                award_rows.append(tuple(row[column] for column in _AWARD_COLUMNS))
                 made_for.append((earned, learner))
             if ledger.earned:
                 point_rows.append((ledger.points, learner.id))
