@@ -65,10 +65,11 @@ def progress_values(database: Database, badge_id: str) -> dict[str, float]:
         rules = rulebook_of(session)
         rows = session.execute(select(Learner.lms_user_id, Learner.points, LearnerState.states).join(Learner))
         values = {}
-        for learner, points, states in rows:
-            if badge_id in states:
-                record = to_record(states[badge_id])
-                values[learner] = record.progress(rules.by_id[badge_id], points).value
+        for learner, points, document in rows:
+            if badge_id in document["records"]:
+                record = to_record(document["records"][badge_id])
+                progress = record.progress(rules.by_id[badge_id], document["states"], points)
+                values[learner] = progress.value
         return values
 
 

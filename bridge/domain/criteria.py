@@ -7,14 +7,45 @@ per event, so the cost of an event does not depend on the learner's history.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from bridge.domain.aggregates import Aggregate, EventFacts, Window
+from bridge.domain.aggregates import Aggregate, AllOf, EventFacts, LateEvent, Window
 from bridge.domain.expressions import EventFilter
 
 State = Mapping[str, Any]
+POINTS_KEY = "points"  # the learner's points have no state: every points requirement may share a key
+
+
+def shape_key(
+    kinds: Collection[str],
+    aggregate: str,
+    field: str | None,
+    filter_text: str | None,
+    items: Iterable[Any] | None,
+    within_days: int | None,
+    per: str | None,
+) -> str:
+    """The key of a requirement's state: what it measures, over which events, but not its target.
+
+    Requirements that differ only in target measure the same thing, whichever badges they belong to,
+    so a learner keeps one state for them all (see RuleBook.advancers). Written out again in migration
+    0007, which must keep meaning what it meant; a test holds the two together.
+    """
+    shape = {
+        "kinds": sorted(set(kinds)),
+        "aggregate": aggregate,
+        "field": field,
+        "filter": filter_text,
+        "items": None if items is None else sorted(set(items), key=repr),
+        "within_days": within_days,
+        "per": per,
+    }
+    text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +64,23 @@ class Requirement:
     @property
     def on_points(self) -> bool:
         return self.aggregate is None
+
+    @property
+    def shape(self) -> str:
+        """The key its state is kept under when it comes from a template (see ``shape_key``)."""
+        if self.aggregate is None:
+            return POINTS_KEY
+        items = self.aggregate.items if isinstance(self.aggregate, AllOf) else None
+        window = self.window
+        return shape_key(
+            self.kinds,
+            self.aggregate.name,
+            self.field,
+            None if self.filter is None else self.filter.text,
+            items,
+            None if window is None else window.days,
+            None if window is None else window.period,
+        )
 
     def accepts(self, facts: EventFacts) -> bool:
         return facts.event.kind in self.kinds and (self.filter is None or self.filter.matches(facts.context))
@@ -127,6 +175,61 @@ class Progress(NamedTuple):
         return 1.0 if self.target <= 0 else min(self.value / self.target, 1.0)
 
 
+def advancers(requirements: Iterable[Requirement]) -> dict[str, tuple[Requirement, ...]]:
+    """By event kind, one requirement per state key: the one that advances the state.
+
+    Requirements with one key differ at most in target (see ``shape_key``). The state is advanced by
+    the one with the highest target, whose cap (and freezing point, see Requirement.advance) is
+    highest, so that it holds what every one of them needs.
+    """
+    chosen: dict[str, Requirement] = {}
+    for requirement in requirements:
+        if requirement.on_points:
+            continue
+        known = chosen.get(requirement.key)
+        if known is None or requirement.target > known.target:
+            chosen[requirement.key] = requirement
+    by_kind: dict[str, list[Requirement]] = {}
+    for requirement in chosen.values():
+        for kind in sorted(requirement.kinds):
+            by_kind.setdefault(kind, []).append(requirement)
+    return {kind: tuple(found) for kind, found in by_kind.items()}
+
+
+def advance_states(
+    requirements: Iterable[Requirement],
+    states: dict[str, Any],
+    facts: EventFacts,
+    late: Callable[[Requirement], Any] | None = None,
+) -> set[str] | None:
+    """Advance ``states`` in place by the event, one requirement per key (see ``advancers``); returns
+    the keys changed, or None.
+
+    ``late`` gives a requirement's state when the event is older than the part of it that is kept
+    (aggregates.LateEvent); without it, LateEvent is raised.
+    """
+    changed: set[str] | None = None
+    for requirement in requirements:
+        key = requirement.key
+        before = states.get(key)
+        if before is not None and requirement.measure(before, 0) >= requirement.target:
+            continue  # met (see Requirement.advance); checked before the costlier filter
+        if requirement.filter is not None and not requirement.filter.matches(facts.context):
+            continue
+        try:
+            after = requirement.add(before, facts)
+        except LateEvent:
+            if late is None:
+                raise
+            after = late(requirement)
+        if after is not before and after != before:
+            states[key] = after
+            if changed is None:
+                changed = set()
+            changed.add(key)
+    return changed
+
+
 @dataclass(frozen=True, slots=True)
 class Criteria:
     groups: tuple[tuple[Requirement, ...], ...]
@@ -134,16 +237,16 @@ class Criteria:
     _by_kind: dict[str, tuple[Requirement, ...]] = field(init=False, repr=False, compare=False)
     # Most badges: one group of one requirement, and no tiers.
     _single: Requirement | None = field(init=False, repr=False, compare=False)
+    # The keys of the states its requirements on events read.
+    state_keys: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        by_kind: dict[str, list[Requirement]] = {}
-        for group in self.groups:
-            for requirement in group:
-                for kind in requirement.kinds:
-                    by_kind.setdefault(kind, []).append(requirement)
-        object.__setattr__(self, "_by_kind", {kind: tuple(found) for kind, found in by_kind.items()})
+        requirements = [requirement for group in self.groups for requirement in group]
+        object.__setattr__(self, "_by_kind", advancers(requirements))
         single = len(self.groups) == 1 and len(self.groups[0]) == 1 and not self.tiers
         object.__setattr__(self, "_single", self.groups[0][0] if single else None)
+        keys = frozenset(r.key for r in requirements if not r.on_points)
+        object.__setattr__(self, "state_keys", keys)
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -155,19 +258,8 @@ class Criteria:
 
     def advance(self, state: State, facts: EventFacts) -> dict[str, Any] | None:
         """The state after the event, or None when the event changes nothing; the input is left untouched."""
-        changed: dict[str, Any] | None = None
-        for requirement in self._by_kind.get(facts.event.kind, ()):
-            before = state.get(requirement.key)
-            if before is not None and requirement.measure(before, 0) >= requirement.target:
-                continue  # met (see Requirement.advance); checked before the costlier filter
-            if requirement.filter is not None and not requirement.filter.matches(facts.context):
-                continue
-            after = requirement.add(before, facts)
-            if after is not before and after != before:
-                if changed is None:
-                    changed = dict(state)
-                changed[requirement.key] = after
-        return changed
+        after = dict(state)
+        return after if advance_states(self._by_kind.get(facts.event.kind, ()), after, facts) else None
 
     def progress(self, state: State, points: float = 0) -> Progress:
         if self.tiers:

@@ -4,6 +4,11 @@ The ledger is the rules engine's working memory for one learner: the services lo
 transaction (with the learner locked), feed it events, and write back what changed. Everything it decides
 — which tiers are earned, whether prerequisites are held, what needs approval, how points move — is here,
 free of I/O, so the worker, the hourly sweep and the tests share one set of rules.
+
+A learner's requirement states are kept once, by key (``criteria.shape_key``), not per badge: badges
+whose requirements differ only in target ("5 logins", "50 logins") read one state, advanced once per
+event. Per badge the ledger keeps a record: criteria version, start, and where the states leave it.
+A disabled badge's record is not looked at; a state it shares with enabled badges goes on advancing.
 """
 
 from __future__ import annotations
@@ -13,18 +18,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from bridge.domain.aggregates import EventFacts, LateEvent
-from bridge.domain.criteria import Progress, Standing, Tier
+from bridge.domain.aggregates import EventFacts
+from bridge.domain.criteria import Progress, Requirement, Standing, Tier, advance_states
 from bridge.domain.events import LearningEvent
 from bridge.domain.rules import ActiveBadge, RuleBook
 
 
 class BadgeRecord(NamedTuple):
-    """A learner's progress on one badge: its state, and where that stands (a named tuple: one is made
-    per badge per event). Progress in full is worked out from the state only when asked for."""
+    """A learner's progress on one badge: where the learner's states leave it (a named tuple: one is
+    made per badge that changes). Progress in full is worked out from the states only when asked for."""
 
     criteria_version: int
-    state: Mapping[str, Any]
     started_at: datetime | None  # the first counted event
     complete: bool = False
     tier: str = ""
@@ -34,11 +38,15 @@ class BadgeRecord(NamedTuple):
     def standing(self) -> Standing:
         return Standing(self.complete, self.tier, self.saturated)
 
-    def progress(self, badge: ActiveBadge, points: float) -> Progress:
-        """Progress in full; a saturated record's state is not kept (see LearnerLedger._store)."""
-        return (
-            badge.criteria.full_progress() if self.saturated else badge.criteria.progress(self.state, points)
-        )
+    def progress(self, badge: ActiveBadge, states: Mapping[str, Any], points: float) -> Progress:
+        """Progress in full, from the learner's requirement states (``LearnerLedger.states``).
+
+        A saturated record's progress is full, whatever the states say now: a state it shares may have
+        been rebuilt for another badge since, and what this record met stays met.
+        """
+        if self.saturated:
+            return badge.criteria.full_progress()
+        return badge.criteria.progress(states, points)
 
     def reports_differently(self, other: BadgeRecord | None) -> bool:
         """Whether the progress report (version, start, completeness, tier) differs from ``other``'s."""
@@ -71,10 +79,8 @@ class AwardPolicy:
     points_per_badge: int = 0
 
 
-_NOTHING: Mapping[str, Any] = {}  # the state before a badge's first event (never changed: advance copies)
-
-# The learner's earlier events for a badge whose criteria changed, oldest first.
-History = Callable[[ActiveBadge], Iterable[EventFacts]]
+# The learner's earlier events of some kinds (for states rebuilt from them), in any order.
+History = Callable[[frozenset[str]], Iterable[EventFacts]]
 # A record not loaded up front (e.g. a dependant unlocked by an award), or None if there is none.
 Loader = Callable[[str], BadgeRecord | None]
 
@@ -98,6 +104,9 @@ class LearnerLedger:
     held: set[str]  # badges with an award that is not revoked: what prerequisites look at
     requested: set[tuple[str, str]]  # (badge, tier) already in the approval queue, whatever its decision
     policy: AwardPolicy
+    # The learner's requirement states by key, shared by the badges that read them (see the module).
+    states: dict[str, Any] = field(default_factory=dict)
+    states_changed: bool = False  # states to write
     # When the learner was first seen; None when first seen now, with no earlier events to replay.
     first_seen: datetime | None = None
     # How long after a criteria change some worker may still evaluate with the old rule book.
@@ -128,7 +137,7 @@ class LearnerLedger:
         record = self.record(badge.id)
         if record is None or record.criteria_version != badge.criteria_version:
             return None
-        return record.progress(badge, self.points)
+        return record.progress(badge, self.states, self.points)
 
     def _know_awards(self, badge_id: str) -> None:
         known = self.awards_known
@@ -142,9 +151,11 @@ class LearnerLedger:
             self.held.add(badge_id)
 
     def observe(self, facts: EventFacts, rules: RuleBook, history: History) -> None:
-        """Advance every badge listening to the event, and award what it completes."""
+        """Advance the states the event counts in, then every badge listening to it; award what it
+        completes."""
         event = facts.event
         occurred = event.occurred_at
+        changed = self._advance_states(facts, rules, history)
         records = self.records
         for badge in rules.for_kind(event.kind):
             record = records.get(badge.id) or self.record(badge.id)
@@ -152,31 +163,65 @@ class LearnerLedger:
                 if self.first_seen is not None and self._needs_replay(badge, None):
                     # A badge that came after some of the learner's events were evaluated: rebuild
                     # from everything they did.
-                    state, started = _rebuild(badge, facts, history)
+                    started = self._rebuild(badge, rules, facts, history)
+                elif changed is None or changed.isdisjoint(badge.criteria.state_keys):
+                    continue
                 else:
-                    advanced = badge.criteria.advance(_NOTHING, facts)
-                    if advanced is None:
-                        continue
-                    state, started = advanced, occurred
+                    started = occurred
             elif record.criteria_version != badge.criteria_version:
-                state, started = _rebuild(badge, facts, history)  # new criteria: from everything
-            elif record.saturated:
-                continue  # nothing left to change or to earn by events (unlocks come by _unlock)
+                started = self._rebuild(badge, rules, facts, history)  # new criteria: from everything
+            elif record.saturated or changed is None or changed.isdisjoint(badge.criteria.state_keys):
+                # Saturated: nothing left to change or to earn by events (unlocks come by _unlock).
+                continue
             else:
-                try:
-                    advanced = badge.criteria.advance(record.state, facts)
-                except LateEvent:  # older than what the state keeps: rebuild it in time order
-                    state, started = _rebuild(badge, facts, history)
-                else:
-                    if advanced is None:
-                        continue
-                    state = advanced
-                    started = _earliest(record.started_at, occurred)
-            stored = self._store(badge, state, started, record)
+                started = _earliest(record.started_at, occurred)
+            standing = badge.criteria.standing(self.states, self.points)
+            if (
+                record is not None
+                and standing == record.standing
+                and started == record.started_at
+                and record.criteria_version == badge.criteria_version
+            ):
+                continue  # a step on the way: the states changed, the record did not
+            stored = self._store(badge, started, record, standing)
             if (stored.complete or stored.tier) and stored.reports_differently(record):
                 # Completed, or a new tier: what was earned before was awarded then, or is waiting
                 # for what releases it (the sweep, a prerequisite, an approval), not for an event.
                 self._earn(badge, stored, rules, event, occurred)
+
+    def _advance_states(self, facts: EventFacts, rules: RuleBook, history: History) -> set[str] | None:
+        """Advance each state the event counts in, once whatever the badges sharing it; returns the keys
+        of those it changed, or None."""
+
+        def rebuilt(requirement: Requirement) -> Any:  # the event is older than what the state keeps
+            return _replay(requirement, _in_time_order(history(requirement.kinds), facts))[0]
+
+        changed = advance_states(rules.advancers(facts.event.kind), self.states, facts, rebuilt)
+        if changed is not None:
+            self.states_changed = True
+        return changed
+
+    def _rebuild(
+        self, badge: ActiveBadge, rules: RuleBook, facts: EventFacts | None, history: History
+    ) -> datetime | None:
+        """Every state the badge reads, rebuilt from the learner's earlier events and this one (if any);
+        returns the badge's start: the earliest event that changed one of them."""
+        kinds = badge.criteria.kinds
+        if not kinds:
+            return None
+        events = _in_time_order(history(kinds), facts)
+        started: datetime | None = None
+        for key in sorted(badge.criteria.state_keys):
+            # The rule book's requirement of the key: a shared state holds what every badge needs.
+            state, first = _replay(rules.advancer(key), events)
+            if state is None:
+                self.states.pop(key, None)
+            else:
+                self.states[key] = state
+            if first is not None:
+                started = _earliest(started, first)
+        self.states_changed = True
+        return started
 
     def _needs_replay(self, badge: ActiveBadge, record: BadgeRecord | None) -> bool:
         if record is not None:
@@ -199,8 +244,8 @@ class LearnerLedger:
         For a badge that is new, or has new criteria, since the learner's last event: their next event
         would rebuild it (see observe), but a learner may send none for a long time.
         """
-        state, started = _rebuild(badge, None, history)
-        stored = self._store(badge, state, started, self.record(badge.id))
+        started = self._rebuild(badge, rules, None, history)
+        stored = self._store(badge, started, self.record(badge.id))
         self.reported.add(badge.id)  # even an empty record: the learner was looked at
         if stored.complete or stored.tier:
             self._earn(badge, stored, rules, None, now)
@@ -230,13 +275,17 @@ class LearnerLedger:
     def snapshot(self) -> tuple[Any, ...]:
         known = None if self.awards_known is None else set(self.awards_known)
         return (
-            self.points, dict(self.records), set(self.awarded), set(self.held), set(self.requested),
-            set(self.dirty), set(self.reported), len(self.earned), known,
+            self.points, dict(self.records), dict(self.states), self.states_changed, set(self.awarded),
+            set(self.held), set(self.requested), set(self.dirty), set(self.reported), len(self.earned),
+            known,
         )  # fmt: skip
 
     def restore(self, snapshot: tuple[Any, ...]) -> None:
         """Back to ``snapshot``, which stays as it was: it can be restored again."""
-        points, records, awarded, held, requested, dirty, reported, count, known = snapshot
+        points, records, states, states_changed, awarded, held, requested, dirty, reported, count, known = (
+            snapshot
+        )
+        self.states, self.states_changed = dict(states), states_changed
         self.points, self.records, self.awarded = points, dict(records), set(awarded)
         self.held, self.requested = set(held), set(requested)
         self.dirty, self.reported = set(dirty), set(reported)
@@ -246,17 +295,12 @@ class LearnerLedger:
     def _store(
         self,
         badge: ActiveBadge,
-        state: Mapping[str, Any],
         started: datetime | None,
         before: BadgeRecord | None,
         standing: Standing | None = None,
     ) -> BadgeRecord:
-        complete, tier, saturated = standing or badge.criteria.standing(state, self.points)
-        if saturated:
-            # Nothing reads a saturated state again: no event changes it, and its progress is full
-            # (BadgeRecord.progress). Not kept, so that the learner's document stays small.
-            state = {}
-        record = BadgeRecord(badge.criteria_version, state, started, complete, tier, saturated)
+        complete, tier, saturated = standing or badge.criteria.standing(self.states, self.points)
+        record = BadgeRecord(badge.criteria_version, started, complete, tier, saturated)
         self.records[badge.id] = record
         self.dirty.add(badge.id)
         if (
@@ -274,8 +318,8 @@ class LearnerLedger:
         """Award what the record of the badge's current criteria earns, with the points of now."""
         record = self.record(badge.id)
         if record is not None and record.criteria_version == badge.criteria_version:
-            if not record.saturated:  # a saturated record stays so (its state is not kept)
-                complete, tier, _ = badge.criteria.standing(record.state, self.points)
+            if not record.saturated:  # a saturated record stays so (see BadgeRecord.progress)
+                complete, tier, _ = badge.criteria.standing(self.states, self.points)
                 record = record._replace(complete=complete, tier=tier)
             self._earn(badge, record, rules, event, at)
 
@@ -294,7 +338,7 @@ class LearnerLedger:
             if needed not in self.held:
                 return  # awarded when the last prerequisite is (see _unlock)
         self._know_awards(badge.id)
-        for tier in badge.tiers_earned(record.progress(badge, self.points)):
+        for tier in badge.tiers_earned(record.progress(badge, self.states, self.points)):
             key = (badge.id, tier.name)
             if key in self.awarded or key in self.requested:
                 continue
@@ -324,31 +368,34 @@ class LearnerLedger:
                 continue  # points and events, to be rebuilt from history on the learner's next event
             if record is not None and current and record.saturated:
                 continue
-            state = record.state if record is not None and current else {}
-            standing = badge.criteria.standing(state, self.points)
+            standing = badge.criteria.standing(self.states, self.points)
             if record is None or not current or standing != record.standing:
                 started = record.started_at if record is not None and current else None
                 # A new tier or completion is earned now; an unchanged one was when it came (as in
                 # observe; settle looks at every badge itself).
-                self._earn(
-                    badge, self._store(badge, state, started or at, record, standing), rules, event, at
-                )
+                self._earn(badge, self._store(badge, started or at, record, standing), rules, event, at)
 
 
-def _rebuild(
-    badge: ActiveBadge, facts: EventFacts | None, history: History
-) -> tuple[Mapping[str, Any], datetime | None]:
-    """The badge's state and start from the learner's earlier events and this one (if any), taken in
-    time order (the order in which a state drops nothing it still needs; see aggregates.LateEvent)."""
-    state: Mapping[str, Any] = {}
-    started: datetime | None = None
-    events = [*history(badge), *([] if facts is None else [facts])]
-    for one in sorted(events, key=lambda f: f.event.occurred_at):
-        advanced = badge.criteria.advance(state, one)
-        if advanced is not None:
-            state = advanced
-            started = _earliest(started, one.event.occurred_at)
-    return state, started
+def _in_time_order(history: Iterable[EventFacts], facts: EventFacts | None) -> list[EventFacts]:
+    """The learner's earlier events and this one (if any), in time order: the order in which a state
+    drops nothing it still needs (see aggregates.LateEvent)."""
+    events = [*history, *([] if facts is None else [facts])]
+    return sorted(events, key=lambda f: f.event.occurred_at)
+
+
+def _replay(requirement: Requirement, events: Iterable[EventFacts]) -> tuple[Any, datetime | None]:
+    """The requirement's state after ``events``, taken in order, and the time of the first that changed
+    it (None: none did)."""
+    state: Any = None
+    first: datetime | None = None
+    for one in events:
+        if not requirement.accepts(one):
+            continue
+        after = requirement.advance(state, one)
+        if after is not state and after != state:
+            state = after
+            first = _earliest(first, one.event.occurred_at)
+    return state, first
 
 
 def _earliest(current: datetime | None, candidate: datetime) -> datetime:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from bridge.domain.criteria import Criteria, Progress, Tier
+from bridge.domain.criteria import Criteria, Progress, Requirement, Tier, advancers
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,17 @@ class RuleBook:
         self._by_kind = {kind: tuple(found) for kind, found in by_kind.items()}
         self._dependants = {badge_id: tuple(found) for badge_id, found in dependants.items()}
         self.on_points = tuple(badge for badge in self.badges if badge.criteria.on_points)
+        # A learner's state of a requirement is shared by every badge with a requirement of its key.
+        requirements = [r for badge in self.badges for group in badge.criteria.groups for r in group]
+        self._advancers = advancers(requirements)
+        self._advancer = {r.key: r for found in self._advancers.values() for r in found}
+
+    def advancers(self, kind: str) -> tuple[Requirement, ...]:
+        """The requirements whose states events of ``kind`` advance: one per key (see criteria.advancers)."""
+        return self._advancers.get(kind, ())
+
+    def advancer(self, key: str) -> Requirement:
+        return self._advancer[key]
 
     def for_kind(self, kind: str) -> tuple[ActiveBadge, ...]:
         return self._by_kind.get(kind, ())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -138,12 +138,12 @@ def parse_criteria(
         requirements_raw = group_raw.get("requirements")
         if not isinstance(requirements_raw, list) or not requirements_raw:
             raise TemplateError(source, f"{where}.requirements", "empty group: expected at least one")
-        groups.append(
-            tuple(
-                _requirement(r_raw, f"{where}.requirements[{r}]", f"g{g}r{r}", source, known_kinds, tier_list)
-                for r, r_raw in enumerate(requirements_raw)
-            )
+        found = (
+            _requirement(r_raw, f"{where}.requirements[{r}]", source, known_kinds, tier_list)
+            for r, r_raw in enumerate(requirements_raw)
         )
+        # A state is kept by what it measures (Requirement.shape), shared with like requirements.
+        groups.append(tuple(replace(requirement, key=requirement.shape) for requirement in found))
     return Criteria(groups=tuple(groups), tiers=tier_list)
 
 
@@ -199,8 +199,9 @@ def _requirements_of(group_raw: Any) -> list[Any]:
 
 
 def _requirement(
-    raw: Any, where: str, key: str, source: str, known_kinds: Collection[str], tiers: tuple[Tier, ...]
+    raw: Any, where: str, source: str, known_kinds: Collection[str], tiers: tuple[Tier, ...]
 ) -> Requirement:
+    key = ""  # set from the parsed requirement's shape by parse_criteria
     if not isinstance(raw, Mapping):
         raise TemplateError(source, where, "expected a table")
     for name in raw:

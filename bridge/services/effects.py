@@ -17,7 +17,7 @@ from bridge.db.models import Approval
 from bridge.domain.aggregates import EventFacts
 from bridge.domain.evaluation import Earned
 from bridge.services.event_rows import COLUMNS, event_row, learner_events, to_learning_event
-from bridge.services.ledgers import LearnerContext, to_stored
+from bridge.services.ledgers import LearnerContext, document, to_stored
 
 EVIDENCE_LIMIT = 100
 # In the order of the rows write_effects makes.
@@ -92,10 +92,10 @@ class EffectWriter:
 
         for learner in learners:
             ledger = learner.ledger
-            if ledger.dirty:
+            if ledger.dirty or ledger.states_changed:
                 for badge_id in ledger.dirty:
-                    learner.states[badge_id] = to_stored(ledger.records[badge_id])
-                state_rows.append((learner.id, dumps(learner.states), at))
+                    learner.stored[badge_id] = to_stored(ledger.records[badge_id])
+                state_rows.append((learner.id, dumps(document(learner.stored, ledger.states)), at))
             for badge_id in sorted(ledger.reported):
                 record = ledger.records[badge_id]
                 report_rows.append(
@@ -133,6 +133,7 @@ class EffectWriter:
         self._driver.execute_many(session, self._update_points, point_rows)
         for learner in learners:
             learner.ledger.dirty.clear()
+            learner.ledger.states_changed = False
             learner.ledger.reported.clear()
             learner.ledger.earned.clear()
         return made, len(approval_rows)

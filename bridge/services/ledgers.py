@@ -2,7 +2,8 @@
 
 The statements are built once and run on the driver's cursor (see bridge.db.driver): a batch reads a
 few rows per learner, and SQLAlchemy's per-row work would cost more than the reading. A learner's
-progress states are one document (``learner_states``), read with one statement for the whole batch.
+progress is one document (``learner_states``), read with one statement for the whole batch:
+``{"records": {badge_id: record (see to_record)}, "states": {requirement state key: state}}``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from bridge.db.driver import Driver, decode_json
 from bridge.db.pseudonyms import new_pseudonym
 from bridge.domain.aggregates import EventFacts
 from bridge.domain.evaluation import AwardPolicy, AwardsOf, BadgeRecord, LearnerLedger
-from bridge.domain.rules import ActiveBadge
 from bridge.services.event_rows import COLUMNS, event_row, learner_events, to_learning_event
 
 
@@ -31,7 +31,7 @@ class LearnerContext:
     ledger: LearnerLedger
     seen: list[tuple[int, EventFacts]]  # this batch's events of the learner evaluated so far, with ids
     # The learner's stored records by badge id, as stored (see to_record); what changed is written back.
-    states: dict[str, list[Any]]
+    stored: dict[str, list[Any]]
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -41,19 +41,22 @@ MICROSECOND = timedelta(microseconds=1)
 def to_record(stored: list[Any]) -> BadgeRecord:
     """A record as stored in ``learner_states``: a list, shorter than a mapping in every document.
 
-    ``[criteria_version, state, started_at as microseconds since the epoch or null, complete, tier,
+    ``[criteria_version, started_at as microseconds since the epoch or null, complete, tier,
     saturated]``; integers keep times exact, and read faster than text.
     """
-    version, state, started, complete, tier, saturated = stored
+    version, started, complete, tier, saturated = stored
     started_at = None if started is None else EPOCH + started * MICROSECOND
-    return BadgeRecord(version, state, started_at, complete, tier, saturated)
+    return BadgeRecord(version, started_at, complete, tier, saturated)
 
 
 def to_stored(record: BadgeRecord) -> list[Any]:
     started = None if record.started_at is None else (record.started_at - EPOCH) // MICROSECOND
-    return [
-        record.criteria_version, record.state, started, record.complete, record.tier, record.saturated,
-    ]  # fmt: skip
+    return [record.criteria_version, started, record.complete, record.tier, record.saturated]
+
+
+def document(records: dict[str, list[Any]], states: dict[str, Any]) -> dict[str, Any]:
+    """A learner's ``learner_states`` document (see the module)."""
+    return {"records": records, "states": states}
 
 
 class LedgerReader:
@@ -124,7 +127,8 @@ class LedgerReader:
         learners = {}
         for learner_id, platform, lms_user_id, points, created_at in found:
             key = (platform, lms_user_id)
-            stored = states.get(learner_id, {})
+            doc = states.get(learner_id) or document({}, {})
+            stored = doc["records"]
             ledger = LearnerLedger(
                 points=points,
                 records={},
@@ -132,6 +136,7 @@ class LedgerReader:
                 held=held[learner_id],
                 requested=requested[learner_id],
                 policy=self._policy,
+                states=doc["states"],
                 first_seen=None if key in new else driver.read_time(created_at),
                 rules_lag=self._rules_lag,
                 load=lambda badge_id, stored=stored: (
@@ -198,15 +203,15 @@ class LedgerReader:
         rows = driver.fetch_all(session, self._states_of, (driver.values(learner_ids),))
         return {learner_id: decode_json(states) for learner_id, states in rows}
 
-    def history(self, session: Session, learner: LearnerContext, badge: ActiveBadge) -> list[EventFacts]:
-        """The learner's events before the current one that ``badge`` listens to, oldest first."""
+    def history(self, session: Session, learner: LearnerContext, kinds: frozenset[str]) -> list[EventFacts]:
+        """The learner's events of ``kinds`` before the current one, oldest first."""
         platform, lms_user_id = learner.key
         driver = self._driver
         stored = driver.fetch_all(
-            session, self._history, (platform, lms_user_id, driver.values(sorted(badge.criteria.kinds)))
+            session, self._history, (platform, lms_user_id, driver.values(sorted(kinds)))
         )
         past = [EventFacts(to_learning_event(event_row(driver, row)), self._zone) for row in stored]
-        past += [f for _, f in learner.seen if f.event.kind in badge.criteria.kinds]
+        past += [f for _, f in learner.seen if f.event.kind in kinds]
         return past
 
 

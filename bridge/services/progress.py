@@ -13,7 +13,7 @@ from bridge.db.models import Approval, Award, Badge, Learner, LearnerState
 from bridge.domain.progress_text import describe
 from bridge.services.badges import load_rulebook
 from bridge.services.errors import NotFound
-from bridge.services.ledgers import to_record
+from bridge.services.ledgers import document, to_record
 from bridge.settings import Settings
 
 
@@ -56,10 +56,12 @@ def learner_progress(
                 Learner.platform == platform, Learner.lms_user_id == lms_user_id
             )
         ).one_or_none()
-        records, awards, pending = {}, {}, set()
+        records, states, awards, pending = {}, {}, {}, set()
         if learner is not None:
             stored = session.scalar(select(LearnerState.states).where(LearnerState.learner_id == learner.id))
-            records = {badge_id: to_record(record) for badge_id, record in (stored or {}).items()}
+            doc = stored or document({}, {})
+            records = {badge_id: to_record(record) for badge_id, record in doc["records"].items()}
+            states = doc["states"]
             for award in session.execute(
                 select(Award.badge_id, Award.tier, Award.awarded_at)
                 .where(Award.learner_id == learner.id, Award.revoked_at.is_(None))
@@ -82,7 +84,7 @@ def learner_progress(
             # None yet, or criteria changed since: rebuilt on the learner's next event
             progress = badge.criteria.progress({}, points)
         else:
-            progress = record.progress(badge, points)
+            progress = record.progress(badge, states, points)
         earned = awards.get(badge.id, [])
         upcoming = progress.next_tier
         views.append(

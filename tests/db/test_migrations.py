@@ -1,8 +1,10 @@
 """The migrations build exactly the schema the models describe, and start-up checks the revision."""
 
+import importlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -19,7 +21,11 @@ from bridge.db.migrate import (
     upgrade,
 )
 from bridge.db.models import Base
+from bridge.services.badges import load_template_files, shipped_templates_dir
+from bridge.settings import Settings
 from tests.conftest import on_postgres
+
+SHARED_STATES = importlib.import_module("bridge.db.migrations.versions.0007_shared_requirement_states")
 
 
 def test_the_migrated_schema_matches_the_models(database_url: str) -> None:
@@ -123,7 +129,7 @@ def test_progress_rows_become_one_document_of_states_per_learner_and_back(empty_
             ),
             {"now": now},
         )
-    upgrade(database)
+    upgrade(database, "0006")
     with database.engine.connect() as connection:
         (states,) = connection.execute(text("SELECT states FROM learner_states WHERE learner_id = 1")).one()
         reports = connection.execute(
@@ -141,3 +147,86 @@ def test_progress_rows_become_one_document_of_states_per_learner_and_back(empty_
     database.dispose()
     decoded = [(badge, json.loads(s) if isinstance(s, str) else s) for badge, s in back]
     assert decoded == [("a", {"r": 3}), ("b", {"r": 1})]
+
+
+def test_the_migration_to_shared_states_keys_requirements_as_the_templates_parser_does() -> None:
+    defaults = Settings()
+    templates = load_template_files(
+        shipped_templates_dir(), defaults.track_event_types, defaults.badge_level_threshold
+    ).templates
+    found = 0
+    for template in templates:
+        raw_groups = template.raw_criteria["groups"]
+        for raw_group, group in zip(raw_groups, template.criteria.groups, strict=True):
+            for raw, requirement in zip(raw_group["requirements"], group, strict=True):
+                if not requirement.on_points:
+                    assert SHARED_STATES._shape_key(raw) == requirement.key, (template.id, raw)
+                    found += 1
+    assert found >= 20
+
+
+def _insert(connection: Any, sql: str, **values: Any) -> None:
+    connection.execute(text(sql), values)
+
+
+def test_states_move_to_one_per_requirement_shape_and_back(empty_database_url: str) -> None:
+    """0006 kept each badge's states; 0007 keeps one per shape, the one of the highest target."""
+    database = Database(empty_database_url)
+    upgrade(database, "0006")
+    now = "2026-11-01 09:00:00"
+    login_count = '{"groups": [{"requirements": [{"kinds": ["login"], "target": %d}]}]}'
+    badges = {
+        "few": (login_count % 3, 1),
+        "many": (login_count % 10, 1),
+        "changed": (login_count % 20, 2),  # its learner's record is of version 1: no state is kept
+    }
+    with database.engine.begin() as connection:
+        for badge_id, (criteria, version) in badges.items():
+            _insert(
+                connection,
+                "INSERT INTO badges (id, name, description, image, tags, criteria, created_at, updated_at,"
+                " tiers, prerequisites, definition, criteria_since, criteria_version)"
+                " VALUES (:id, 'B', 'd', 'b.svg', '[]', :criteria, :now, :now, '[]', '[]', '{}', :now,"
+                " :version)",
+                id=badge_id, criteria=criteria, now=now, version=version,
+            )  # fmt: skip
+        _insert(
+            connection,
+            "INSERT INTO learners (id, platform, lms_user_id, pseudonym, created_at)"
+            " VALUES (1, 'demo', '42', 'p', :now)",
+            now=now,
+        )
+        old = {
+            "few": [1, {}, 5, True, "", True],  # saturated: 0006 kept no state
+            "many": [1, {"g0r0": 7}, 5, False, "", False],
+            "changed": [1, {"g0r0": 4}, None, False, "", False],
+        }
+        _insert(
+            connection,
+            "INSERT INTO learner_states (learner_id, states, updated_at) VALUES (1, :states, :now)",
+            states=json.dumps(old), now=now,
+        )  # fmt: skip
+    upgrade(database, "0007")
+    key = SHARED_STATES._shape_key({"kinds": ["login"], "target": 3})
+    assert _document(database) == {
+        "records": {
+            "few": [1, 5, True, "", True],
+            "many": [1, 5, False, "", False],
+            "changed": [1, None, False, "", False],
+        },
+        "states": {key: 7},
+    }
+    downgrade(database, "0006")
+    back = _document(database)
+    database.dispose()
+    assert back == {
+        "few": [1, {}, 5, True, "", True],
+        "many": [1, {"g0r0": 7}, 5, False, "", False],
+        "changed": [1, {}, None, False, "", False],  # rebuilt from history by the evaluator, as before
+    }
+
+
+def _document(database: Database) -> Any:
+    with database.engine.connect() as connection:
+        (states,) = connection.execute(text("SELECT states FROM learner_states WHERE learner_id = 1")).one()
+    return json.loads(states) if isinstance(states, str) else states

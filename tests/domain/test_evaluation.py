@@ -6,6 +6,7 @@ approval; awards are never taken back by later events, only revoked by a person.
 """
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,8 +33,13 @@ def facts(kind: str = "login", *, day: int = 0, **fields: Any) -> EventFacts:
     return EventFacts(event, UTC)
 
 
-def counting(kind: str, target: int = 1, key: str = "r") -> Requirement:
-    return Requirement(key, frozenset({kind}), Count(target), float(target))
+def counting(kind: str, target: int = 1) -> Requirement:
+    """A count of ``kind`` events, its state kept under its shape's key, as templates make it."""
+    return keyed(Requirement("", frozenset({kind}), Count(target), float(target)))
+
+
+def keyed(requirement: Requirement) -> Requirement:
+    return replace(requirement, key=requirement.shape)
 
 
 def badge(
@@ -51,7 +57,7 @@ def badge(
 
 def either_login_or_purchase(badge_id: str, **options: Any) -> ActiveBadge:
     """Complete on the first login; a purchase afterwards still changes its state."""
-    return badge(badge_id, counting("login", key="a"), counting("purchase", key="b"), **options)
+    return badge(badge_id, counting("login"), counting("purchase"), **options)
 
 
 def levels(thresholds: list[int], points: int) -> ActiveBadge:
@@ -84,8 +90,10 @@ def ledger(
     )
 
 
-def no_history(badge: ActiveBadge) -> list[EventFacts]:
-    raise AssertionError(f"{badge.id}: replayed, but only a stale or missing record of a known learner is")
+def no_history(kinds: frozenset[str]) -> list[EventFacts]:
+    raise AssertionError(
+        f"{sorted(kinds)}: replayed, but only a stale or missing record of a known learner is"
+    )
 
 
 def observe(book: LearnerLedger, rules: RuleBook, *events: EventFacts) -> list[Earned]:
@@ -96,8 +104,20 @@ def observe(book: LearnerLedger, rules: RuleBook, *events: EventFacts) -> list[E
     return book.earned[before:]
 
 
-def record_of(badge: ActiveBadge, state: dict[str, Any], points: int = 0) -> BadgeRecord:
-    return BadgeRecord(badge.criteria_version, state, NOW, *badge.criteria.standing(state, points))
+def record_of(badge: ActiveBadge, states: dict[str, Any], points: int = 0) -> BadgeRecord:
+    """A record of ``badge`` where ``states`` (to be the ledger's) leave it."""
+    return BadgeRecord(badge.criteria_version, NOW, *badge.criteria.standing(states, points))
+
+
+def state_of_login(badge: ActiveBadge, value: Any) -> dict[str, Any]:
+    """The learner's states with ``value`` for the badge's requirement on logins."""
+    return {next(r.key for group in badge.criteria.groups for r in group if "login" in r.kinds): value}
+
+
+def state_of(badge: ActiveBadge, value: Any) -> dict[str, Any]:
+    """The learner's states with ``value`` for the badge's one requirement on events."""
+    (key,) = badge.criteria.state_keys
+    return {key: value}
 
 
 def progress_of(book: LearnerLedger, badge: ActiveBadge) -> Progress:
@@ -122,11 +142,8 @@ def test_the_first_matching_event_creates_a_record_and_marks_it_dirty() -> None:
     login = facts("login", day=1)
     assert observe(book, RuleBook([welcome]), login) == []
     record = book.records["welcome"]
-    assert (record.criteria_version, record.state, record.started_at) == (
-        1,
-        {"r": 1},
-        login.event.occurred_at,
-    )
+    assert (record.criteria_version, record.started_at) == (1, login.event.occurred_at)
+    assert (book.states, book.states_changed) == (state_of(welcome, 1), True)
     progress = progress_of(book, welcome)
     assert (progress.value, progress.target, progress.complete, record.complete) == (1, 2, False, False)
     assert book.dirty == {"welcome"}
@@ -157,21 +174,49 @@ def test_every_record_of_a_tiered_badge_is_reported_from_its_start_and_at_each_t
     assert reported == [(["tiered"], ""), (["tiered"], "bronze"), (["tiered"], "silver")]
 
 
-def test_a_saturated_record_keeps_no_state_and_shows_full_progress() -> None:
+def test_a_saturated_record_shows_full_progress_whatever_the_states() -> None:
     twice = badge("twice", counting("login", 2))
     book = ledger()
     observe(book, RuleBook([twice]), facts("login"), facts("login"))
     record = book.records["twice"]
-    assert (record.state, record.saturated, record.complete) == ({}, True, True)
+    assert (record.saturated, record.complete) == (True, True)
+    book.states.clear()  # rebuilt for another badge, say: what this record met stays met
     assert progress_of(book, twice) == twice.criteria.full_progress()
     assert progress_of(book, twice).value == 2
 
 
+def test_badges_whose_requirements_differ_only_in_target_share_one_state() -> None:
+    few, many = badge("few", counting("login", 2)), badge("many", counting("login", 4))
+    book = ledger()
+    rules = RuleBook([few, many])
+    observe(book, rules, *(facts("login", day=day) for day in range(3)))
+    assert book.states == state_of(many, 3) == state_of(few, 3)  # one state, counted up to 4
+    assert (book.records["few"].complete, progress_of(book, many).value) == (True, 3)
+    observe(book, rules, facts("login"), facts("login"))
+    assert book.states == state_of(many, 4)  # capped at the highest target: nothing more to write
+    assert book.records["many"].saturated
+
+
+def test_a_step_on_the_way_changes_the_states_but_not_the_record() -> None:
+    welcome = badge("welcome", counting("login", 3))
+    book = ledger()
+    observe(book, RuleBook([welcome]), facts("login", day=1))
+    book.dirty.clear()
+    observe(book, RuleBook([welcome]), facts("login", day=2))
+    assert (book.dirty, book.states_changed, book.states) == (set(), True, state_of(welcome, 2))
+
+
 def test_a_complete_record_replaced_by_an_incomplete_one_of_new_criteria_is_reported() -> None:
     old, new = badge("regular", version=1), badge("regular", counting("login", 3), version=2)
-    book = ledger(records={"regular": record_of(old, {"r": 1})}, awarded={("regular", "")}, held={"regular"})
+    states = state_of(old, 1)
+    book = ledger(
+        records={"regular": record_of(old, states)},
+        states=states,
+        awarded={("regular", "")},
+        held={"regular"},
+    )
     assert book.records["regular"].complete
-    book.observe(facts("login"), RuleBook([new]), lambda _badge: [])
+    book.observe(facts("login"), RuleBook([new]), lambda _kinds: [])
     assert (book.reported, book.records["regular"].complete) == ({"regular"}, False)
 
 
@@ -179,7 +224,8 @@ def test_a_complete_record_earns_nothing_more_from_events_that_leave_it_complete
     regular = either_login_or_purchase("regular")
     asked: list[str] = []
     book = ledger(
-        records={"regular": record_of(regular, {"a": 1})},
+        records={"regular": record_of(regular, state_of_login(regular, 1))},
+        states=state_of_login(regular, 1),
         awards_known=set(),
         load_awards=awards_from({"regular": AwardsOf(("",), (), True)}, asked),
     )
@@ -195,11 +241,15 @@ def test_an_event_no_badge_listens_to_leaves_the_ledger_as_it_is() -> None:
 
 def test_an_event_that_changes_no_state_leaves_the_record_clean() -> None:
     welcome = badge("welcome", counting("login", 2))
+    states = state_of(welcome, 2)
     book = ledger(
-        records={"welcome": record_of(welcome, {"r": 2})}, awarded={("welcome", "")}, held={"welcome"}
+        records={"welcome": record_of(welcome, states)},
+        states=states,
+        awarded={("welcome", "")},
+        held={"welcome"},
     )
     observe(book, RuleBook([welcome]), facts("login"))
-    assert book.dirty == set()
+    assert (book.dirty, book.states_changed) == (set(), False)
 
 
 def test_a_record_starts_at_its_earliest_event_whatever_the_arrival_order() -> None:
@@ -212,12 +262,12 @@ def test_a_record_starts_at_its_earliest_event_whatever_the_arrival_order() -> N
 
 def test_a_record_not_loaded_up_front_is_loaded_on_demand() -> None:
     welcome = badge("welcome", counting("login", 3))
-    stored = record_of(welcome, {"r": 1})
+    stored = record_of(welcome, state_of(welcome, 1))
     asked: list[str] = []
-    book = ledger(load=lambda badge_id: asked.append(badge_id) or stored)
+    book = ledger(load=lambda badge_id: asked.append(badge_id) or stored, states=state_of(welcome, 1))
     observe(book, RuleBook([welcome]), facts("login"))
     assert asked == ["welcome"]
-    assert book.records["welcome"].state == {"r": 2}
+    assert book.states == state_of(welcome, 2)
 
 
 # --- awards -------------------------------------------------------------------------------------------
@@ -305,8 +355,10 @@ def test_a_complete_dependant_is_awarded_with_its_prerequisite() -> None:
 
 
 def test_a_complete_dependant_not_loaded_up_front_is_loaded_when_its_prerequisite_is_awarded() -> None:
-    stored = record_of(GRADUATE, {"r": 1})
-    book = ledger(load=lambda badge_id: stored if badge_id == "course-graduate" else None)
+    stored = record_of(GRADUATE, state_of(GRADUATE, 1))
+    book = ledger(
+        load=lambda badge_id: stored if badge_id == "course-graduate" else None, states=state_of(GRADUATE, 1)
+    )
     module = facts("module_completed")
     assert [e.badge.id for e in observe(book, RuleBook([READY, GRADUATE]), module)] == [
         "course-ready",
@@ -449,7 +501,10 @@ def test_settling_awards_what_was_completed_while_achievements_were_disabled() -
 
 def test_settling_awards_a_dependant_listed_before_its_prerequisite() -> None:
     book = ledger(
-        records={"course-graduate": record_of(GRADUATE, {"r": 1}), "course-ready": record_of(READY, {"r": 1})}
+        records={
+            "course-graduate": record_of(GRADUATE, state_of(GRADUATE, 1)),
+            "course-ready": record_of(READY, state_of(READY, 1)),
+        }
     )
     book.settle(RuleBook([GRADUATE, READY]), NOW)
     assert [e.badge.id for e in book.earned] == ["course-ready", "course-graduate"]
@@ -457,7 +512,7 @@ def test_settling_awards_a_dependant_listed_before_its_prerequisite() -> None:
 
 def test_settling_skips_a_record_of_an_older_criteria_version() -> None:
     welcome = badge("welcome", version=2)
-    book = ledger(records={"welcome": record_of(badge("welcome", version=1), {"r": 1})})
+    book = ledger(records={"welcome": record_of(badge("welcome", version=1), state_of(welcome, 1))})
     book.settle(RuleBook([welcome]), NOW)
     assert book.earned == []
 
@@ -509,28 +564,26 @@ def test_points_per_badge_count_towards_levels() -> None:
 
 
 def test_an_event_older_than_a_state_keeps_rebuilds_the_state_from_history_in_time_order() -> None:
-    streak = Requirement("s", frozenset({"login"}), Streak(), 3.0)
+    streak = keyed(Requirement("", frozenset({"login"}), Streak(), 3.0))
     regular = badge("regular", streak, points=2)
     days_ago = HORIZON_DAYS + 10
     earlier, recent = facts("login", day=-days_ago - 1), facts("login", day=0)
     book = ledger(has_history=True)
     rules = RuleBook([regular])
-    book.observe(recent, rules, lambda _badge: [earlier])  # a new badge for a learner with history
-    state = book.records["regular"].state
+    book.observe(recent, rules, lambda _kinds: [earlier])  # a new badge for a learner with history
     late = facts("login", day=-days_ago)  # joins ``earlier``: a 2-day streak, long before the horizon
-    asked: list[ActiveBadge] = []
+    asked: list[frozenset[str]] = []
 
-    def history(for_badge: ActiveBadge) -> list[EventFacts]:
-        asked.append(for_badge)
+    def history(kinds: frozenset[str]) -> list[EventFacts]:
+        asked.append(kinds)
         return [recent, earlier]  # as stored: any order
 
-    book.records["regular"] = record_of(regular, state)
     assert observe_with(book, rules, history, late) == []
-    assert asked == [regular]
+    assert asked == [frozenset({"login"})]
     assert progress_of(book, regular).value == 2
     assert book.records["regular"].started_at == earlier.event.occurred_at
     third = facts("login", day=-days_ago + 1)
-    assert observe_with(book, rules, lambda _badge: [recent, earlier, late], third) == [
+    assert observe_with(book, rules, lambda _kinds: [recent, earlier, late], third) == [
         earned(regular, Tier("", 3, 2), third, points=2)
     ]
 
@@ -539,7 +592,7 @@ def test_a_rebuild_records_the_history_and_earns_what_it_completes_with_no_event
     regular = badge("regular", counting("login", 2), points=3)
     first, second = facts("login", day=-3), facts("login", day=-1)
     book = ledger(has_history=True)
-    book.rebuild(regular, RuleBook([regular]), lambda _badge: [second, first, facts("purchase")], NOW)
+    book.rebuild(regular, RuleBook([regular]), lambda _kinds: [second, first, facts("purchase")], NOW)
     record = book.records["regular"]
     # Both logins counted: complete (a complete record keeps no state), starting at the first.
     assert (record.saturated, record.started_at) == (True, first.event.occurred_at)
@@ -550,8 +603,9 @@ def test_a_rebuild_records_the_history_and_earns_what_it_completes_with_no_event
 def test_a_rebuild_with_nothing_matching_stores_an_empty_record() -> None:
     regular = badge("regular", counting("login", 2))
     book = ledger(has_history=True)
-    book.rebuild(regular, RuleBook([regular]), lambda _badge: [], NOW)
-    assert (book.records["regular"].state, progress_of(book, regular).value, book.earned) == ({}, 0, [])
+    book.rebuild(regular, RuleBook([regular]), lambda _kinds: [], NOW)
+    assert (book.states, progress_of(book, regular).value, book.earned) == ({}, 0, [])
+    assert "regular" in book.reported
 
 
 def observe_with(book: LearnerLedger, rules: RuleBook, history: Any, *events: EventFacts) -> list[Earned]:
@@ -568,15 +622,15 @@ def test_a_record_of_an_older_criteria_version_is_rebuilt_from_the_history_and_t
     old = badge("regular", counting("login", 10), version=1)
     new = badge("regular", counting("login", 3), version=2, points=5)
     first, second, current = facts("login", day=1), facts("login", day=2), facts("login", day=3)
-    asked: list[ActiveBadge] = []
+    asked: list[frozenset[str]] = []
 
-    def history(for_badge: ActiveBadge) -> list[EventFacts]:
-        asked.append(for_badge)
+    def history(kinds: frozenset[str]) -> list[EventFacts]:
+        asked.append(kinds)
         return [first, second, facts("purchase")]
 
-    book = ledger(records={"regular": record_of(old, {"r": 9})})
+    book = ledger(records={"regular": record_of(old, state_of(old, 9))}, states=state_of(old, 9))
     book.observe(current, RuleBook([new]), history)
-    assert asked == [new]
+    assert asked == [frozenset({"login"})]
     record = book.records["regular"]
     assert (record.criteria_version, record.saturated, record.started_at) == (
         2,
@@ -590,9 +644,9 @@ def test_a_record_of_an_older_criteria_version_is_rebuilt_from_the_history_and_t
 def test_a_record_of_an_older_version_is_rebuilt_even_when_the_event_adds_nothing_to_it() -> None:
     old = badge("regular", counting("login", 2), version=1)
     new = badge("regular", counting("login", 2), version=2)
-    book = ledger(records={"regular": record_of(old, {"r": 2})})
-    book.observe(facts("login"), RuleBook([new]), lambda _badge: [])
-    assert (book.records["regular"].criteria_version, book.records["regular"].state) == (2, {"r": 1})
+    book = ledger(records={"regular": record_of(old, state_of(old, 2))}, states=state_of(old, 2))
+    book.observe(facts("login"), RuleBook([new]), lambda _kinds: [])
+    assert (book.records["regular"].criteria_version, book.states) == (2, state_of(new, 1))
 
 
 def test_a_badge_new_to_a_learner_with_earlier_events_is_built_from_their_history() -> None:
@@ -600,7 +654,7 @@ def test_a_badge_new_to_a_learner_with_earlier_events_is_built_from_their_histor
     earlier = [facts("login", day=1), facts("login", day=2)]
     book = ledger(has_history=True)
     current = facts("login", day=3)
-    book.observe(current, RuleBook([regular]), lambda _badge: earlier)
+    book.observe(current, RuleBook([regular]), lambda _kinds: earlier)
     record = book.records["regular"]
     assert (record.saturated, record.started_at) == (True, earlier[0].event.occurred_at)  # 2 + 1 logins
     assert book.earned == [earned(regular, Tier("", 3, 5), current, points=5)]
@@ -613,16 +667,17 @@ def test_a_learner_first_seen_after_a_badge_reached_every_worker_has_nothing_to_
     lag = timedelta(minutes=2)
     later = ledger(first_seen=since + timedelta(minutes=3), rules_lag=lag)
     later.observe(facts("login"), RuleBook([regular]), no_history)
-    assert later.records["regular"].state == {"r": 1}
+    assert later.states == state_of(regular, 1)
     within_the_lag = ledger(first_seen=since + timedelta(minutes=1), rules_lag=lag)
-    within_the_lag.observe(facts("login"), RuleBook([regular]), lambda _badge: [facts("login", day=2)])
-    assert within_the_lag.records["regular"].state == {"r": 2}
+    within_the_lag.observe(facts("login"), RuleBook([regular]), lambda _kinds: [facts("login", day=2)])
+    assert within_the_lag.states == state_of(regular, 2)
 
 
 def test_a_learner_first_seen_now_has_no_history_to_replay() -> None:
     book = ledger(has_history=False)
-    observe(book, RuleBook([badge("regular", counting("login", 3))]), facts("login"))  # no replay
-    assert book.records["regular"].state == {"r": 1}
+    regular = badge("regular", counting("login", 3))
+    observe(book, RuleBook([regular]), facts("login"))  # no replay
+    assert book.states == state_of(regular, 1)
 
 
 def test_a_new_badge_on_points_and_events_counts_the_learners_earlier_events() -> None:
@@ -636,8 +691,8 @@ def test_a_new_badge_on_points_and_events_counts_the_learners_earlier_events() -
     earlier_logins = [facts("login", day=1), facts("login", day=2)]
     book = ledger(has_history=True, records={"quiz": record_of(quiz, {})})
 
-    def history(for_badge: ActiveBadge) -> list[EventFacts]:
-        return earlier_logins if for_badge.id == "veteran" else []
+    def history(kinds: frozenset[str]) -> list[EventFacts]:
+        return earlier_logins if "login" in kinds else []
 
     rules = RuleBook([quiz, veteran])
     book.observe(facts("quiz_graded", day=3), rules, history)  # 10 points: veteran's points group is met
@@ -657,7 +712,7 @@ def test_a_badge_granted_by_hand_is_awarded_without_its_criteria() -> None:
 
 
 def test_a_grant_unlocks_complete_dependants_and_moves_the_levels() -> None:
-    book = ledger(records={"course-graduate": record_of(GRADUATE, {"r": 1})})
+    book = ledger(records={"course-graduate": record_of(GRADUATE, state_of(GRADUATE, 1))})
     rules = RuleBook([READY, GRADUATE, levels([25], points=0)])
     book.grant(READY, Tier("", 1, 10), rules, NOW, "teacher", "transfer credit")
     assert [(e.badge.id, e.tier.name) for e in book.earned] == [

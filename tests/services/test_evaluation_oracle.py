@@ -189,6 +189,33 @@ aggregate = "distinct"
 field = "item"
 target = 2
 """,
+    # Three that differ from badges above only in target: the learner keeps one state for each pair.
+    "long-streaker": """
+points = 0
+[[criteria.groups]]
+[[criteria.groups.requirements]]
+kinds = ["login"]
+aggregate = "streak"
+target = 5
+""",
+    "busy-week": """
+points = 0
+[[criteria.groups]]
+[[criteria.groups.requirements]]
+kinds = ["login"]
+aggregate = "count"
+target = 3
+per = "week"
+""",
+    "explorer-plus": """
+points = 0
+[[criteria.groups]]
+[[criteria.groups.requirements]]
+kinds = ["activity_completed"]
+aggregate = "distinct"
+field = "item"
+target = 4
+""",
     "level": """
 points = 1
 tiers = "badge_level_threshold"
@@ -312,13 +339,13 @@ def _observe(database: Database) -> Observed:
         rules = rulebook_of(session)
         reports = {(row.learner_id, row.badge_id): row for row in session.scalars(select(Progress))}
         progress, misreported = {}, []
-        for learner_id, states in session.execute(select(LearnerState.learner_id, LearnerState.states)):
+        for learner_id, document in session.execute(select(LearnerState.learner_id, LearnerState.states)):
             learner = learners[learner_id]
-            for badge_id, stored in states.items():
+            for badge_id, stored in document["records"].items():
                 badge, record = rules.by_id[badge_id], to_record(stored)
                 if record.criteria_version != badge.criteria_version:
                     continue
-                worked_out = record.progress(badge, points[learner])
+                worked_out = record.progress(badge, document["states"], points[learner])
                 progress[learner, badge_id] = oracle.BadgeProgress(
                     worked_out.value, worked_out.target, worked_out.complete, worked_out.tier
                 )
