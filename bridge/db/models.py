@@ -166,11 +166,11 @@ class Badge(Base):
 
 
 class LearnerState(Base):
-    """The rules engine's working state for one learner: a record per badge they have progress on.
+    """The rules engine's working state for one learner: their requirement states, and a record per
+    badge they have progress on.
 
     One document per learner, so that a batch reads and writes one row per learner whatever the number
-    of badges (see benchmarks/evaluator.py). Each record is ``[criteria_version, state, started_at as
-    microseconds since the epoch, complete, tier, saturated]`` (bridge/services/ledgers.py).
+    of badges (see benchmarks/evaluator.py); its format is in bridge/services/ledgers.py.
     """
 
     __tablename__ = "learner_states"

@@ -7,7 +7,17 @@ free of I/O, so the worker, the hourly sweep and the tests share one set of rule
 
 A learner's requirement states are kept once, by key (``criteria.shape_key``), not per badge: badges
 whose requirements differ only in target ("5 logins", "50 logins") read one state, advanced once per
-event. Per badge the ledger keeps a record: criteria version, start, and where the states leave it.
+event. Beside each state, the time of the first event that changed it (``since``).
+
+A badge on its way needs nothing more: its progress is worked out from the states when asked for. A
+record per badge (criteria version, start, and where the states leave it) is kept once it counts: when
+the badge is complete or on a tier; for every badge with tiers (the tier funnel counts who started); for
+a learner who came before the badge's criteria reached every worker (the record says the states are of
+these criteria, rebuilt from history if need be); and for badges on the learner's points (their start
+is when the points first moved). Most of a learner's badges are on their way: keeping no record for
+them makes an event's work and a learner's document smaller. A record's start is the earliest
+``since`` of the states it reads.
+
 A disabled badge's record is not looked at; a state it shares with enabled badges goes on advancing.
 """
 
@@ -15,13 +25,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from bridge.domain.aggregates import EventFacts
 from bridge.domain.criteria import Progress, Requirement, Standing, Tier, advance_states
 from bridge.domain.events import LearningEvent
 from bridge.domain.rules import ActiveBadge, RuleBook
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch: how ``since`` keeps times, exact and compact in a document."""
+    return (moment - EPOCH) // MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + value * MICROSECOND
 
 
 class BadgeRecord(NamedTuple):
@@ -106,9 +128,13 @@ class LearnerLedger:
     policy: AwardPolicy
     # The learner's requirement states by key, shared by the badges that read them (see the module).
     states: dict[str, Any] = field(default_factory=dict)
+    # By state key: when the first event that changed it happened (see micros).
+    since: dict[str, int] = field(default_factory=dict)
     states_changed: bool = False  # states to write
     # When the learner was first seen; None when first seen now, with no earlier events to replay.
     first_seen: datetime | None = None
+    # For a learner first seen now: when (see _counts).
+    seen_now: datetime | None = None
     # How long after a criteria change some worker may still evaluate with the old rule book.
     rules_lag: timedelta = timedelta(0)
     load: Loader = lambda _badge_id: None
@@ -133,9 +159,14 @@ class LearnerLedger:
         return self.records.get(badge_id)
 
     def progress_of(self, badge: ActiveBadge) -> Progress | None:
-        """The learner's progress on the badge in full, or None without a record of its criteria."""
+        """The learner's progress on the badge in full, or None when their states are not of its
+        criteria (they come before them: rebuilt from history at their next event, or by the sweep)."""
         record = self.record(badge.id)
-        if record is None or record.criteria_version != badge.criteria_version:
+        if record is None:
+            if self._needs_replay(badge, None):
+                return None
+            return badge.criteria.progress(self.states, self.points)  # on its way, or not started
+        if record.criteria_version != badge.criteria_version:
             return None
         return record.progress(badge, self.states, self.points)
 
@@ -159,30 +190,31 @@ class LearnerLedger:
         records = self.records
         for badge in rules.for_kind(event.kind):
             record = records.get(badge.id) or self.record(badge.id)
+            rebuilt = False
             if record is None:
-                if self.first_seen is not None and self._needs_replay(badge, None):
-                    # A badge that came after some of the learner's events were evaluated: rebuild
-                    # from everything they did.
-                    started = self._rebuild(badge, rules, facts, history)
+                if self._needs_replay(badge, None):
+                    # A badge that came after some of the learner's events were evaluated: rebuilt
+                    # from everything they did, and kept as a record of these criteria.
+                    started, rebuilt = self._rebuild(badge, rules, facts, history), True
                 elif changed is None or changed.isdisjoint(badge.criteria.state_keys):
                     continue
-                else:
-                    started = occurred
             elif record.criteria_version != badge.criteria_version:
-                started = self._rebuild(badge, rules, facts, history)  # new criteria: from everything
+                # New criteria: from everything.
+                started, rebuilt = self._rebuild(badge, rules, facts, history), True
             elif record.saturated or changed is None or changed.isdisjoint(badge.criteria.state_keys):
                 # Saturated: nothing left to change or to earn by events (unlocks come by _unlock).
                 continue
+            standing = badge.criteria.standing(self.states, self.points)
+            if rebuilt:
+                pass
+            elif record is None:
+                if not self._counts(badge, standing):
+                    continue  # on its way: the states say how far (see the module)
+                started = self._started(badge)
             else:
                 started = _earliest(record.started_at, occurred)
-            standing = badge.criteria.standing(self.states, self.points)
-            if (
-                record is not None
-                and standing == record.standing
-                and started == record.started_at
-                and record.criteria_version == badge.criteria_version
-            ):
-                continue  # a step on the way: the states changed, the record did not
+                if standing == record.standing and started == record.started_at:
+                    continue  # a step on the way: the states changed, the record did not
             stored = self._store(badge, started, record, standing)
             if (stored.complete or stored.tier) and stored.reports_differently(record):
                 # Completed, or a new tier: what was earned before was awarded then, or is waiting
@@ -194,11 +226,18 @@ class LearnerLedger:
         of those it changed, or None."""
 
         def rebuilt(requirement: Requirement) -> Any:  # the event is older than what the state keeps
-            return _replay(requirement, _in_time_order(history(requirement.kinds), facts))[0]
+            state, first = _replay(requirement, _in_time_order(history(requirement.kinds), facts))
+            self._set_state(requirement.key, state, first)
+            return state
 
         changed = advance_states(rules.advancers(facts.event.kind), self.states, facts, rebuilt)
         if changed is not None:
             self.states_changed = True
+            at, since = micros(facts.event.occurred_at), self.since
+            for key in changed:
+                first = since.get(key)
+                if first is None or at < first:
+                    since[key] = at
         return changed
 
     def _rebuild(
@@ -214,23 +253,51 @@ class LearnerLedger:
         for key in sorted(badge.criteria.state_keys):
             # The rule book's requirement of the key: a shared state holds what every badge needs.
             state, first = _replay(rules.advancer(key), events)
-            if state is None:
-                self.states.pop(key, None)
-            else:
-                self.states[key] = state
+            self._set_state(key, state, first)
             if first is not None:
                 started = _earliest(started, first)
         self.states_changed = True
         return started
 
+    def _set_state(self, key: str, state: Any, first: datetime | None) -> None:
+        """A state rebuilt from history, and when the first event that changed it happened."""
+        if state is None:
+            self.states.pop(key, None)
+        else:
+            self.states[key] = state
+        if first is None:
+            self.since.pop(key, None)
+        else:
+            self.since[key] = micros(first)
+
+    def _started(self, badge: ActiveBadge) -> datetime | None:
+        """When the first event that changed one of the badge's states happened."""
+        since = self.since
+        known = [since[key] for key in badge.criteria.state_keys if key in since]
+        return from_micros(min(known)) if known else None
+
+    def _counts(self, badge: ActiveBadge, standing: Standing) -> bool:
+        """Whether a badge without a record needs one (see the module).
+
+        A learner first seen shortly after the badge's criteria changed needs one: some of their events
+        may have been evaluated with the criteria before, and without a record of these criteria their
+        states are rebuilt from history at their next event (see _needs_replay).
+        """
+        if standing.complete or standing.tier or badge.criteria.tiers:
+            return True
+        seen = self.first_seen or self.seen_now
+        return seen is not None and self._before_criteria(badge, seen)
+
     def _needs_replay(self, badge: ActiveBadge, record: BadgeRecord | None) -> bool:
         if record is not None:
             return record.criteria_version != badge.criteria_version
-        if self.first_seen is None:
-            return False
-        # No record: none of the learner's events matched — unless some were evaluated before this
-        # version of the badge reached every worker.
-        return badge.criteria_since is None or self.first_seen <= badge.criteria_since + self.rules_lag
+        # No record: none of the learner's events matched, or the badge is on its way — unless some
+        # were evaluated before this version of the badge reached every worker.
+        return self.first_seen is not None and self._before_criteria(badge, self.first_seen)
+
+    def _before_criteria(self, badge: ActiveBadge, seen: datetime) -> bool:
+        """Whether a learner seen at ``seen`` may have had events evaluated with other criteria."""
+        return badge.criteria_since is None or seen <= badge.criteria_since + self.rules_lag
 
     def settle(self, rules: RuleBook, now: datetime) -> None:
         """Award everything already complete but not yet awarded (the sweep after achievements were off)."""
@@ -275,17 +342,18 @@ class LearnerLedger:
     def snapshot(self) -> tuple[Any, ...]:
         known = None if self.awards_known is None else set(self.awards_known)
         return (
-            self.points, dict(self.records), dict(self.states), self.states_changed, set(self.awarded),
-            set(self.held), set(self.requested), set(self.dirty), set(self.reported), len(self.earned),
-            known,
+            self.points, dict(self.records), dict(self.states), dict(self.since), self.states_changed,
+            set(self.awarded), set(self.held), set(self.requested), set(self.dirty), set(self.reported),
+            len(self.earned), known,
         )  # fmt: skip
 
     def restore(self, snapshot: tuple[Any, ...]) -> None:
         """Back to ``snapshot``, which stays as it was: it can be restored again."""
-        points, records, states, states_changed, awarded, held, requested, dirty, reported, count, known = (
-            snapshot
-        )
-        self.states, self.states_changed = dict(states), states_changed
+        (
+            points, records, states, since, states_changed, awarded, held, requested, dirty, reported,
+            count, known,
+        ) = snapshot  # fmt: skip
+        self.states, self.since, self.states_changed = dict(states), dict(since), states_changed
         self.points, self.records, self.awarded = points, dict(records), set(awarded)
         self.held, self.requested = set(held), set(requested)
         self.dirty, self.reported = set(dirty), set(reported)

@@ -95,7 +95,8 @@ class EffectWriter:
             if ledger.dirty or ledger.states_changed:
                 for badge_id in ledger.dirty:
                     learner.stored[badge_id] = to_stored(ledger.records[badge_id])
-                state_rows.append((learner.id, dumps(document(learner.stored, ledger.states)), at))
+                doc = document(learner.stored, ledger.states, ledger.since)
+                state_rows.append((learner.id, dumps(doc), at))
             for badge_id in sorted(ledger.reported):
                 record = ledger.records[badge_id]
                 report_rows.append(

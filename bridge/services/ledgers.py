@@ -3,7 +3,9 @@
 The statements are built once and run on the driver's cursor (see bridge.db.driver): a batch reads a
 few rows per learner, and SQLAlchemy's per-row work would cost more than the reading. A learner's
 progress is one document (``learner_states``), read with one statement for the whole batch:
-``{"records": {badge_id: record (see to_record)}, "states": {requirement state key: state}}``.
+``{"records": {badge_id: record (see to_record)}, "states": {requirement state key: state},
+"since": {requirement state key: the first event that changed it, in microseconds since the epoch}}``
+(see bridge.domain.evaluation). Documents written before "since" was kept have none.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -20,7 +22,7 @@ from bridge.clock import utcnow
 from bridge.db.driver import Driver, decode_json
 from bridge.db.pseudonyms import new_pseudonym
 from bridge.domain.aggregates import EventFacts
-from bridge.domain.evaluation import AwardPolicy, AwardsOf, BadgeRecord, LearnerLedger
+from bridge.domain.evaluation import AwardPolicy, AwardsOf, BadgeRecord, LearnerLedger, from_micros, micros
 from bridge.services.event_rows import COLUMNS, event_row, learner_events, to_learning_event
 
 
@@ -34,10 +36,6 @@ class LearnerContext:
     stored: dict[str, list[Any]]
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
-
-
 def to_record(stored: list[Any]) -> BadgeRecord:
     """A record as stored in ``learner_states``: a list, shorter than a mapping in every document.
 
@@ -45,18 +43,39 @@ def to_record(stored: list[Any]) -> BadgeRecord:
     saturated]``; integers keep times exact, and read faster than text.
     """
     version, started, complete, tier, saturated = stored
-    started_at = None if started is None else EPOCH + started * MICROSECOND
+    started_at = None if started is None else from_micros(started)
     return BadgeRecord(version, started_at, complete, tier, saturated)
 
 
 def to_stored(record: BadgeRecord) -> list[Any]:
-    started = None if record.started_at is None else (record.started_at - EPOCH) // MICROSECOND
+    started = None if record.started_at is None else micros(record.started_at)
     return [record.criteria_version, started, record.complete, record.tier, record.saturated]
 
 
-def document(records: dict[str, list[Any]], states: dict[str, Any]) -> dict[str, Any]:
+def document(
+    records: dict[str, list[Any]], states: dict[str, Any], since: dict[str, int] | None = None
+) -> dict[str, Any]:
     """A learner's ``learner_states`` document (see the module)."""
-    return {"records": records, "states": states}
+    return {"records": records, "states": states, "since": {} if since is None else since}
+
+
+def reading_ledger(
+    doc: dict[str, Any] | None, points: int, first_seen: datetime, rules_lag: timedelta
+) -> LearnerLedger:
+    """A learner's ledger from their stored document, to read their progress from (no awards)."""
+    doc = doc or document({}, {})
+    return LearnerLedger(
+        points,
+        {badge_id: to_record(record) for badge_id, record in doc["records"].items()},
+        set(),
+        set(),
+        set(),
+        AwardPolicy(),
+        states=doc["states"],
+        since=doc.get("since", {}),
+        first_seen=first_seen,
+        rules_lag=rules_lag,
+    )
 
 
 class LedgerReader:
@@ -137,7 +156,9 @@ class LedgerReader:
                 requested=requested[learner_id],
                 policy=self._policy,
                 states=doc["states"],
+                since=doc.get("since", {}),
                 first_seen=None if key in new else driver.read_time(created_at),
+                seen_now=driver.read_time(created_at) if key in new else None,
                 rules_lag=self._rules_lag,
                 load=lambda badge_id, stored=stored: (
                     None if badge_id not in stored else to_record(stored[badge_id])

@@ -10,10 +10,12 @@ from sqlalchemy import select
 from bridge.clock import utcnow
 from bridge.db.engine import Database
 from bridge.db.models import Approval, Award, Badge, Learner, LearnerState
+from bridge.domain.evaluation import AwardPolicy, LearnerLedger
 from bridge.domain.progress_text import describe
 from bridge.services.badges import load_rulebook
 from bridge.services.errors import NotFound
-from bridge.services.ledgers import document, to_record
+from bridge.services.ledgers import reading_ledger
+from bridge.services.processing import rules_lag
 from bridge.settings import Settings
 
 
@@ -52,16 +54,16 @@ def learner_progress(
     with database.read() as session:
         rules = load_rulebook(session, settings.track_event_types)
         learner = session.execute(
-            select(Learner.id, Learner.points).where(
+            select(Learner.id, Learner.points, Learner.created_at).where(
                 Learner.platform == platform, Learner.lms_user_id == lms_user_id
             )
         ).one_or_none()
-        records, states, awards, pending = {}, {}, {}, set()
+        ledger = LearnerLedger(0, {}, set(), set(), set(), AwardPolicy())
+        awards: dict[str, list[tuple[str, datetime]]] = {}
+        pending: set[str] = set()
         if learner is not None:
             stored = session.scalar(select(LearnerState.states).where(LearnerState.learner_id == learner.id))
-            doc = stored or document({}, {})
-            records = {badge_id: to_record(record) for badge_id, record in doc["records"].items()}
-            states = doc["states"]
+            ledger = reading_ledger(stored, learner.points, learner.created_at, rules_lag(settings))
             for award in session.execute(
                 select(Award.badge_id, Award.tier, Award.awarded_at)
                 .where(Award.learner_id == learner.id, Award.revoked_at.is_(None))
@@ -76,15 +78,10 @@ def learner_progress(
                 )
             )
         shown = {row.id: row for row in session.execute(select(Badge.id, Badge.name, Badge.image))}
-    points = learner.points if learner is not None else 0
     views = []
     for badge in rules.badges:
-        record = records.get(badge.id)
-        if record is None or record.criteria_version != badge.criteria_version:
-            # None yet, or criteria changed since: rebuilt on the learner's next event
-            progress = badge.criteria.progress({}, points)
-        else:
-            progress = record.progress(badge, states, points)
+        # None: criteria changed since the learner's events were evaluated, rebuilt at their next event.
+        progress = ledger.progress_of(badge) or badge.criteria.progress({}, ledger.points)
         earned = awards.get(badge.id, [])
         upcoming = progress.next_tier
         views.append(

@@ -14,7 +14,7 @@ import pytest
 
 from bridge.domain.aggregates import HORIZON_DAYS, Count, EventFacts, Max, Streak
 from bridge.domain.criteria import Criteria, Progress, Requirement, Tier
-from bridge.domain.evaluation import AwardPolicy, AwardsOf, BadgeRecord, Earned, LearnerLedger
+from bridge.domain.evaluation import AwardPolicy, AwardsOf, BadgeRecord, Earned, LearnerLedger, micros
 from bridge.domain.events import LearningEvent
 from bridge.domain.rules import ActiveBadge, RuleBook
 from bridge.domain.templates import level_tiers
@@ -136,18 +136,50 @@ def earned(
 # --- records ------------------------------------------------------------------------------------------
 
 
-def test_the_first_matching_event_creates_a_record_and_marks_it_dirty() -> None:
+def test_a_badge_on_its_way_keeps_no_record_its_progress_is_in_the_states() -> None:
     welcome = badge("welcome", counting("login", 2))
     book = ledger()
     login = facts("login", day=1)
     assert observe(book, RuleBook([welcome]), login) == []
-    record = book.records["welcome"]
-    assert (record.criteria_version, record.started_at) == (1, login.event.occurred_at)
     assert (book.states, book.states_changed) == (state_of(welcome, 1), True)
+    assert book.since == {next(iter(welcome.criteria.state_keys)): micros(login.event.occurred_at)}
     progress = progress_of(book, welcome)
-    assert (progress.value, progress.target, progress.complete, record.complete) == (1, 2, False, False)
-    assert book.dirty == {"welcome"}
-    assert book.reported == set()  # a step on the way is not reported (see the next tests)
+    assert (progress.value, progress.target, progress.complete) == (1, 2, False)
+    assert book.records == {} and book.dirty == set() and book.reported == set()
+
+
+def test_a_record_is_kept_once_the_badge_completes_started_at_its_first_event() -> None:
+    welcome = badge("welcome", counting("login", 2))
+    book = ledger()
+    first, second = facts("login", day=1), facts("login", day=2)
+    observe(book, RuleBook([welcome]), first, second)
+    record = book.records["welcome"]
+    assert (record.criteria_version, record.started_at, record.complete) == (1, first.event.occurred_at, True)
+    assert book.dirty == {"welcome"} and book.reported == {"welcome"}
+
+
+def test_a_badge_with_tiers_keeps_a_record_from_its_first_step() -> None:
+    tiers = (Tier("bronze", 2, 0), Tier("silver", 4, 0))
+    tiered = badge("tiered", counting("login", 4), tiers=tiers)
+    book = ledger()
+    login = facts("login", day=1)
+    observe(book, RuleBook([tiered]), login)
+    assert book.records["tiered"].started_at == login.event.occurred_at
+    assert book.reported == {"tiered"}  # the tier funnel counts who started
+
+
+def test_a_learner_seen_just_after_new_criteria_keeps_records_of_them() -> None:
+    since = NOW - timedelta(days=1)
+    welcome = badge("welcome", counting("login", 5), criteria_since=since)
+    lag = timedelta(minutes=2)
+    soon_after = ledger(seen_now=since + timedelta(minutes=1), rules_lag=lag)
+    observe(soon_after, RuleBook([welcome]), facts("login"))
+    # Some of their events may have been evaluated with the criteria before: the record says these are
+    # of the new ones, so their next event does not rebuild them from history.
+    assert soon_after.records["welcome"].criteria_version == 1
+    long_after = ledger(seen_now=since + timedelta(minutes=3), rules_lag=lag)
+    observe(long_after, RuleBook([welcome]), facts("login"))
+    assert long_after.records == {}
 
 
 # --- the progress report: what the sweep and analytics read -----------------------------------------
@@ -253,11 +285,22 @@ def test_an_event_that_changes_no_state_leaves_the_record_clean() -> None:
 
 
 def test_a_record_starts_at_its_earliest_event_whatever_the_arrival_order() -> None:
-    welcome = badge("welcome", counting("login", 5))
+    welcome = badge("welcome", counting("login", 3))
     book = ledger()
-    late, early = facts("login", day=3), facts("login", day=1)
-    observe(book, RuleBook([welcome]), late, early)
+    late, early, last = facts("login", day=3), facts("login", day=1), facts("login", day=4)
+    observe(book, RuleBook([welcome]), late, early, last)
     assert book.records["welcome"].started_at == early.event.occurred_at
+
+
+def test_a_badge_sharing_a_state_starts_where_the_state_did() -> None:
+    few, many = badge("few", counting("login", 2)), badge("many", counting("login", 3))
+    book = ledger()
+    first = facts("login", day=1)
+    observe(book, RuleBook([few]), first, facts("login", day=2))
+    # "many" came later (a learner first seen after it reached every worker): its first record starts
+    # at the first event of the state it shares with "few".
+    observe(book, RuleBook([few, many]), facts("login", day=3))
+    assert book.records["many"].started_at == first.event.occurred_at
 
 
 def test_a_record_not_loaded_up_front_is_loaded_on_demand() -> None:
