@@ -20,6 +20,20 @@ State = Mapping[str, Any]
 POINTS_KEY = "points"  # the learner's points have no state: every points requirement may share a key
 
 
+def retired(value: float) -> str:
+    """What is kept of a state once every badge reading it is saturated: how far it measured.
+
+    States are lists, mappings or numbers; a retired one is text (``"=5.0"``). It measures what the
+    state did, and it cannot take an event (Requirement.add raises LateEvent): a requirement that needs
+    more of it than it measured — a badge newer than the learner's state — rebuilds it from history.
+    """
+    return f"={value!r}"
+
+
+def is_retired(state: Any) -> bool:
+    return state.__class__ is str
+
+
 def shape_key(
     kinds: Collection[str],
     aggregate: str,
@@ -99,6 +113,8 @@ class Requirement:
         """``advance`` for a requirement known not to be met yet."""
         aggregate = self.aggregate
         assert aggregate is not None
+        if state.__class__ is str:
+            raise LateEvent(f"{self.key}: retired at {state[1:]}, below the target {self.target}")
         if aggregate.name == "streak":
             value: Any = facts.day
         elif self.field is not None:
@@ -116,6 +132,8 @@ class Requirement:
             return float(points)
         if state is None:
             return 0.0
+        if state.__class__ is str:
+            return float(state[1:])  # retired (see retired)
         if self.window is not None:
             return self.window.measure(state)
         return self.aggregate.measure(state)

@@ -18,7 +18,11 @@ is when the points first moved). Most of a learner's badges are on their way: ke
 them makes an event's work and a learner's document smaller. A record's start is the earliest
 ``since`` of the states it reads.
 
-A disabled badge's record is not looked at; a state it shares with enabled badges goes on advancing.
+Once every badge reading a state is saturated, the state is retired: only what it measured is kept
+(criteria.retired), and a badge that needs more of it — one newer than the learner's states, met by a
+worker before its rule book knew it — rebuilds it from history. States a disabled badge reads are
+never retired. A disabled badge's record is not looked at; a state it shares with enabled badges goes
+on advancing.
 """
 
 from __future__ import annotations
@@ -29,7 +33,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from bridge.domain.aggregates import EventFacts
-from bridge.domain.criteria import Progress, Requirement, Standing, Tier, advance_states
+from bridge.domain.criteria import (
+    Progress,
+    Requirement,
+    Standing,
+    Tier,
+    advance_states,
+    is_retired,
+    retired,
+)
 from bridge.domain.events import LearningEvent
 from bridge.domain.rules import ActiveBadge, RuleBook
 
@@ -79,6 +91,16 @@ class BadgeRecord(NamedTuple):
             or self.complete != other.complete
             or self.tier != other.tier
         )
+
+
+def saturated_record(criteria_version: int) -> BadgeRecord:
+    """A saturated record as a learner's document keeps it: its criteria version alone.
+
+    Nothing about it changes any more: its progress is full (see BadgeRecord.progress), its start and
+    tier are in the progress report written when it saturated, and nothing looks at them here again
+    (a record is only rebuilt for new criteria, which report it anew).
+    """
+    return BadgeRecord(criteria_version, None, True, "", True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +159,7 @@ class LearnerLedger:
     seen_now: datetime | None = None
     # How long after a criteria change some worker may still evaluate with the old rule book.
     rules_lag: timedelta = timedelta(0)
-    load: Loader = lambda _badge_id: None
+    load: Loader | None = None  # None: every record is in records
     # The badges whose awards and requests are in awarded/held/requested; None: every badge's are.
     # Others are read with load_awards when first needed (an unlocked dependant, say).
     awards_known: set[str] | None = None
@@ -150,13 +172,14 @@ class LearnerLedger:
     _unloaded: set[str] = field(default_factory=set)
 
     def record(self, badge_id: str) -> BadgeRecord | None:
-        if badge_id not in self.records and badge_id not in self._unloaded:
+        found = self.records.get(badge_id)
+        if found is None and self.load is not None and badge_id not in self._unloaded:
             found = self.load(badge_id)
             if found is None:
                 self._unloaded.add(badge_id)
             else:
                 self.records[badge_id] = found
-        return self.records.get(badge_id)
+        return found
 
     def progress_of(self, badge: ActiveBadge) -> Progress | None:
         """The learner's progress on the badge in full, or None when their states are not of its
@@ -187,12 +210,14 @@ class LearnerLedger:
         event = facts.event
         occurred = event.occurred_at
         changed = self._advance_states(facts, rules, history)
-        records = self.records
+        records, load = self.records, self.load
         for badge in rules.for_kind(event.kind):
-            record = records.get(badge.id) or self.record(badge.id)
+            record = records.get(badge.id)
+            if record is None and load is not None:
+                record = self.record(badge.id)
             rebuilt = False
             if record is None:
-                if self._needs_replay(badge, None):
+                if self.first_seen is not None and self._needs_replay(badge, None):
                     # A badge that came after some of the learner's events were evaluated: rebuilt
                     # from everything they did, and kept as a record of these criteria.
                     started, rebuilt = self._rebuild(badge, rules, facts, history), True
@@ -220,6 +245,8 @@ class LearnerLedger:
                 # Completed, or a new tier: what was earned before was awarded then, or is waiting
                 # for what releases it (the sweep, a prerequisite, an approval), not for an event.
                 self._earn(badge, stored, rules, event, occurred)
+            if stored.saturated:
+                self._retire_states(badge, rules)
 
     def _advance_states(self, facts: EventFacts, rules: RuleBook, history: History) -> set[str] | None:
         """Advance each state the event counts in, once whatever the badges sharing it; returns the keys
@@ -258,6 +285,24 @@ class LearnerLedger:
                 started = _earliest(started, first)
         self.states_changed = True
         return started
+
+    def _retire_states(self, badge: ActiveBadge, rules: RuleBook) -> None:
+        """Retire the states of a saturated badge that no badge needs any more: every badge reading
+        one is saturated too (see criteria.retired). Long-standing learners have many such states: the
+        document read and written for them at every batch stays small."""
+        states = self.states
+        for key in badge.criteria.state_keys:
+            state = states.get(key)
+            if state is None or is_retired(state) or not rules.may_retire(key):
+                continue
+            if all(self._saturated(reader) for reader in rules.readers(key)):
+                states[key] = retired(rules.advancer(key).measure(state, 0))
+                self.since.pop(key, None)
+                self.states_changed = True
+
+    def _saturated(self, badge: ActiveBadge) -> bool:
+        record = self.record(badge.id)
+        return record is not None and record.saturated and record.criteria_version == badge.criteria_version
 
     def _set_state(self, key: str, state: Any, first: datetime | None) -> None:
         """A state rebuilt from history, and when the first event that changed it happened."""

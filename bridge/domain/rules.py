@@ -37,8 +37,13 @@ class ActiveBadge:
 
 
 class RuleBook:
-    def __init__(self, badges: Iterable[ActiveBadge]) -> None:
+    def __init__(
+        self, badges: Iterable[ActiveBadge], read_elsewhere: frozenset[str] | None = frozenset()
+    ) -> None:
+        """``read_elsewhere``: the state keys badges outside the book read (disabled ones), whose states
+        are never retired; None when not known, and then none is."""
         self.badges = tuple(badges)
+        self._read_elsewhere = read_elsewhere
         self.by_id = {badge.id: badge for badge in self.badges}
         by_kind: dict[str, list[ActiveBadge]] = {}
         dependants: dict[str, list[ActiveBadge]] = {}
@@ -54,6 +59,11 @@ class RuleBook:
         requirements = [r for badge in self.badges for group in badge.criteria.groups for r in group]
         self._advancers = advancers(requirements)
         self._advancer = {r.key: r for found in self._advancers.values() for r in found}
+        readers: dict[str, list[ActiveBadge]] = {}
+        for badge in self.badges:
+            for key in badge.criteria.state_keys:
+                readers.setdefault(key, []).append(badge)
+        self._readers = {key: tuple(found) for key, found in readers.items()}
 
     def advancers(self, kind: str) -> tuple[Requirement, ...]:
         """The requirements whose states events of ``kind`` advance: one per key (see criteria.advancers)."""
@@ -61,6 +71,14 @@ class RuleBook:
 
     def advancer(self, key: str) -> Requirement:
         return self._advancer[key]
+
+    def readers(self, key: str) -> tuple[ActiveBadge, ...]:
+        """The badges with a requirement whose state is kept under ``key``."""
+        return self._readers.get(key, ())
+
+    def may_retire(self, key: str) -> bool:
+        """Whether the book knows every badge that reads the state (see criteria.retired)."""
+        return self._read_elsewhere is not None and key not in self._read_elsewhere
 
     def for_kind(self, kind: str) -> tuple[ActiveBadge, ...]:
         return self._by_kind.get(kind, ())

@@ -131,13 +131,22 @@ def active_badge(badge: Badge, known_kinds: Collection[str]) -> ActiveBadge:
 
 
 def load_rulebook(session: Session, known_kinds: Collection[str]) -> RuleBook:
+    """The enabled badges; the states disabled ones read are kept for when they are enabled again."""
     active = []
-    for badge in session.scalars(select(Badge).where(Badge.enabled).order_by(Badge.id)):
+    read_elsewhere: set[str] | None = set()
+    for badge in session.scalars(select(Badge).order_by(Badge.id)):
         try:
-            active.append(active_badge(badge, known_kinds))
+            parsed = active_badge(badge, known_kinds)
         except TemplateError as error:
-            log.error("badge.criteria_invalid", extra={"badge": badge.id, "error": str(error)})
-    return RuleBook(active)
+            read_elsewhere = None  # what it reads is not known: no state is retired
+            if badge.enabled:
+                log.error("badge.criteria_invalid", extra={"badge": badge.id, "error": str(error)})
+            continue
+        if badge.enabled:
+            active.append(parsed)
+        elif read_elsewhere is not None:
+            read_elsewhere.update(parsed.criteria.state_keys)
+    return RuleBook(active, None if read_elsewhere is None else frozenset(read_elsewhere))
 
 
 class RuleBookCache:

@@ -4,7 +4,7 @@ rows there are many, on the driver's cursor: see bridge.db.driver)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
@@ -154,17 +154,8 @@ class EffectWriter:
             stored: Any = ()  # first seen in this batch: every event of theirs is in memory
         else:
             stored = self._stored_evidence(session, learner, kinds, earned.earned_at, filtered, limit)
-        candidates: list[tuple[datetime, int, Any]] = [(f.event.occurred_at, i, f) for i, f in in_batch]
-        read_time = self._driver.read_time
-        for row in stored:
-            if filtered:
-                facts = EventFacts(to_learning_event(event_row(self._driver, row)), self._zone)
-                candidates.append((facts.event.occurred_at, row[0], facts))
-            else:
-                candidates.append((read_time(row[2]), row[0], row[1]))  # id, kind, occurred_at
-        candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
         chosen: list[int] = []
-        for _, event_id, facts in candidates:
+        for event_id, facts in self._latest_first(in_batch, stored, filtered):
             kind = facts.event.kind if isinstance(facts, EventFacts) else facts
             if event_id in chosen or kind not in kinds:
                 continue
@@ -174,6 +165,40 @@ class EffectWriter:
             if len(chosen) == EVIDENCE_LIMIT:
                 break
         return chosen
+
+    def _latest_first(
+        self, in_batch: list[tuple[int, EventFacts]], stored: Sequence[Any], filtered: bool
+    ) -> Iterator[tuple[int, EventFacts | str]]:
+        """(id, facts, or the kind alone) of this batch's and the stored candidates, latest first.
+
+        The stored rows come latest first; they are read (their time, or in full when a filter needs
+        them) only as far as they are looked at: an award looks at up to ``EVIDENCE_LIMIT`` of them.
+        """
+        batch = sorted(((f.event.occurred_at, i, f) for i, f in in_batch), key=_time_and_id, reverse=True)
+        rows = iter(stored)
+        head: tuple[datetime, int, EventFacts | str] | None = None
+        for at, event_id, facts in batch:
+            while True:
+                if head is None:
+                    row = next(rows, None)
+                    if row is None:
+                        break
+                    head = self._stored_candidate(row, filtered)
+                if _time_and_id(head) <= (at, event_id):
+                    break
+                yield head[1], head[2]
+                head = None
+            yield event_id, facts
+        if head is not None:
+            yield head[1], head[2]
+        for row in rows:  # later than none of this batch's: no time to read
+            yield (row[0], self._stored_candidate(row, True)[2]) if filtered else (row[0], row[1])
+
+    def _stored_candidate(self, row: Any, filtered: bool) -> tuple[datetime, int, EventFacts | str]:
+        if filtered:  # the whole event, for the filter
+            facts = EventFacts(to_learning_event(event_row(self._driver, row)), self._zone)
+            return facts.event.occurred_at, row[0], facts
+        return self._driver.read_time(row[2]), row[0], row[1]  # id, kind, occurred_at
 
     def _stored_evidence(
         self,
@@ -240,3 +265,7 @@ def _earned_row(learner: LearnerContext, earned: Earned) -> dict[str, Any]:
         "granted_by": earned.granted_by,
         "reason": earned.reason,
     }
+
+
+def _time_and_id(candidate: tuple[datetime, int, Any]) -> tuple[datetime, int]:
+    return candidate[0], candidate[1]

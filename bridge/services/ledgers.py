@@ -5,7 +5,8 @@ few rows per learner, and SQLAlchemy's per-row work would cost more than the rea
 progress is one document (``learner_states``), read with one statement for the whole batch:
 ``{"records": {badge_id: record (see to_record)}, "states": {requirement state key: state},
 "since": {requirement state key: the first event that changed it, in microseconds since the epoch}}``
-(see bridge.domain.evaluation). Documents written before "since" was kept have none.
+(see bridge.domain.evaluation). A saturated record is its criteria version alone; a retired state is
+text (see bridge.domain.criteria.retired).
 """
 
 from __future__ import annotations
@@ -22,7 +23,16 @@ from bridge.clock import utcnow
 from bridge.db.driver import Driver, decode_json
 from bridge.db.pseudonyms import new_pseudonym
 from bridge.domain.aggregates import EventFacts
-from bridge.domain.evaluation import AwardPolicy, AwardsOf, BadgeRecord, LearnerLedger, from_micros, micros
+from bridge.domain.evaluation import (
+    AwardPolicy,
+    AwardsOf,
+    BadgeRecord,
+    LearnerLedger,
+    Loader,
+    from_micros,
+    micros,
+    saturated_record,
+)
 from bridge.services.event_rows import COLUMNS, event_row, learner_events, to_learning_event
 
 
@@ -33,27 +43,32 @@ class LearnerContext:
     ledger: LearnerLedger
     seen: list[tuple[int, EventFacts]]  # this batch's events of the learner evaluated so far, with ids
     # The learner's stored records by badge id, as stored (see to_record); what changed is written back.
-    stored: dict[str, list[Any]]
+    stored: dict[str, Any]
 
 
-def to_record(stored: list[Any]) -> BadgeRecord:
+def to_record(stored: list[Any] | int) -> BadgeRecord:
     """A record as stored in ``learner_states``: a list, shorter than a mapping in every document.
 
     ``[criteria_version, started_at as microseconds since the epoch or null, complete, tier,
-    saturated]``; integers keep times exact, and read faster than text.
+    saturated]``; integers keep times exact, and read faster than text. A saturated record is its
+    criteria version alone (see ``saturated_record``): most of a long-standing learner's records are.
     """
+    if isinstance(stored, int):
+        return saturated_record(stored)
     version, started, complete, tier, saturated = stored
     started_at = None if started is None else from_micros(started)
     return BadgeRecord(version, started_at, complete, tier, saturated)
 
 
-def to_stored(record: BadgeRecord) -> list[Any]:
+def to_stored(record: BadgeRecord) -> list[Any] | int:
+    if record.saturated:
+        return record.criteria_version
     started = None if record.started_at is None else micros(record.started_at)
     return [record.criteria_version, started, record.complete, record.tier, record.saturated]
 
 
 def document(
-    records: dict[str, list[Any]], states: dict[str, Any], since: dict[str, int] | None = None
+    records: dict[str, Any], states: dict[str, Any], since: dict[str, int] | None = None
 ) -> dict[str, Any]:
     """A learner's ``learner_states`` document (see the module)."""
     return {"records": records, "states": states, "since": {} if since is None else since}
@@ -160,9 +175,7 @@ class LedgerReader:
                 first_seen=None if key in new else driver.read_time(created_at),
                 seen_now=driver.read_time(created_at) if key in new else None,
                 rules_lag=self._rules_lag,
-                load=lambda badge_id, stored=stored: (
-                    None if badge_id not in stored else to_record(stored[badge_id])
-                ),
+                load=_loader(stored),
                 # A learner created now has none.
                 awards_known=None if every_award or key in new else set(),
                 load_awards=lambda badge_id, learner_id=learner_id: self._load_awards(
@@ -234,6 +247,13 @@ class LedgerReader:
         past = [EventFacts(to_learning_event(event_row(driver, row)), self._zone) for row in stored]
         past += [f for _, f in learner.seen if f.event.kind in kinds]
         return past
+
+
+def _loader(stored: dict[str, Any]) -> Loader | None:
+    """Records are decoded when first looked at: most of a learner's are not, in a batch."""
+    if not stored:
+        return None
+    return lambda badge_id: None if badge_id not in stored else to_record(stored[badge_id])
 
 
 def _by_platform(keys: Sequence[tuple[str, str]]) -> dict[str, list[str]]:

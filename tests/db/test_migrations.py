@@ -226,6 +226,78 @@ def test_states_move_to_one_per_requirement_shape_and_back(empty_database_url: s
     }
 
 
+def test_documents_gain_when_each_state_first_changed_and_saturated_records_shrink_and_back(
+    empty_database_url: str,
+) -> None:
+    """0008 adds ``since`` per state and keeps a saturated record as its version alone; going back, the
+    records come back whole (from the progress report) and the evaluator's retired states go."""
+    database = Database(empty_database_url)
+    upgrade(database, "0007")
+    now = "2026-11-01 09:00:00"
+    login_count = '{"groups": [{"requirements": [{"kinds": ["login"], "target": %d}]}]}'
+    purchase_count = '{"groups": [{"requirements": [{"kinds": ["purchase"], "target": 2}]}]}'
+    badges = {"few": login_count % 3, "many": login_count % 10, "buyer": purchase_count}
+    logins = SHARED_STATES._shape_key({"kinds": ["login"], "target": 3})
+    purchases = SHARED_STATES._shape_key({"kinds": ["purchase"], "target": 2})
+    with database.engine.begin() as connection:
+        for badge_id, criteria in badges.items():
+            _insert(
+                connection,
+                "INSERT INTO badges (id, name, description, image, tags, criteria, created_at, updated_at,"
+                " tiers, prerequisites, definition, criteria_since, criteria_version)"
+                " VALUES (:id, 'B', 'd', 'b.svg', '[]', :criteria, :now, :now, '[]', '[]', '{}', :now, 1)",
+                id=badge_id, criteria=criteria, now=now,
+            )  # fmt: skip
+        _insert(
+            connection,
+            "INSERT INTO learners (id, platform, lms_user_id, pseudonym, created_at)"
+            " VALUES (1, 'demo', '42', 'p', :now)",
+            now=now,
+        )
+        _insert(
+            connection,
+            "INSERT INTO progress (learner_id, badge_id, criteria_version, complete, tier, started_at,"
+            " updated_at) VALUES (1, 'few', 1, true, '', :started, :now)",
+            started="2026-10-01 08:00:00.000005", now=now,
+        )  # fmt: skip
+        started = 1_790_841_600_000_005  # 2026-10-01 08:00:00.000005 UTC, in microseconds
+        before = {
+            "records": {
+                "few": [1, started, True, "", True],
+                "many": [1, started + 7, False, "", False],
+            },
+            "states": {logins: 7},
+        }
+        _insert(
+            connection,
+            "INSERT INTO learner_states (learner_id, states, updated_at) VALUES (1, :states, :now)",
+            states=json.dumps(before), now=now,
+        )  # fmt: skip
+    upgrade(database, "0008")
+    assert _document(database) == {
+        "records": {"few": 1, "many": [1, started + 7, False, "", False]},
+        "states": {logins: 7},
+        "since": {logins: started},  # the earliest start of the records reading it
+    }
+    with database.engine.begin() as connection:  # what the evaluator writes from now on
+        after = {
+            "records": {"few": 1},  # "many" on its way keeps no record
+            "states": {logins: 7, purchases: "=2.0"},  # retired: every badge reading it saturated
+            "since": {logins: started},
+        }
+        connection.execute(text("UPDATE learner_states SET states = :states"), {"states": json.dumps(after)})
+    downgrade(database, "0007")
+    back = _document(database)
+    database.dispose()
+    assert back == {
+        "records": {
+            "few": [1, started, True, "", True],  # start and tier from its report
+            "many": [1, started, False, "", False],  # on its way again, from when its state began
+        },
+        "states": {logins: 7},
+    }
+
+
 def _document(database: Database) -> Any:
     with database.engine.connect() as connection:
         (states,) = connection.execute(text("SELECT states FROM learner_states WHERE learner_id = 1")).one()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bridge.domain.aggregates import HORIZON_DAYS, Count, EventFacts, Max, Streak
-from bridge.domain.criteria import Criteria, Progress, Requirement, Tier
+from bridge.domain.criteria import Criteria, Progress, Requirement, Tier, retired
 from bridge.domain.evaluation import AwardPolicy, AwardsOf, BadgeRecord, Earned, LearnerLedger, micros
 from bridge.domain.events import LearningEvent
 from bridge.domain.rules import ActiveBadge, RuleBook
@@ -224,9 +224,51 @@ def test_badges_whose_requirements_differ_only_in_target_share_one_state() -> No
     observe(book, rules, *(facts("login", day=day) for day in range(3)))
     assert book.states == state_of(many, 3) == state_of(few, 3)  # one state, counted up to 4
     assert (book.records["few"].complete, progress_of(book, many).value) == (True, 3)
-    observe(book, rules, facts("login"), facts("login"))
-    assert book.states == state_of(many, 4)  # capped at the highest target: nothing more to write
+    observe(book, rules, facts("login"))
     assert book.records["many"].saturated
+    # Every badge reading the state is saturated: it is retired, to what it measured.
+    assert book.states == state_of(many, retired(4.0)) and book.since == {}
+    assert progress_of(book, many).value == progress_of(book, few).value * 2 == 4
+    observe(book, rules, facts("login"))
+    assert book.states == state_of(many, retired(4.0))  # nothing more to count, or to write
+
+
+def test_a_state_a_badge_on_its_way_reads_is_not_retired() -> None:
+    few, many = badge("few", counting("login", 2)), badge("many", counting("login", 4))
+    book = ledger()
+    observe(book, RuleBook([few, many]), facts("login"), facts("login"))
+    assert book.records["few"].saturated and book.states == state_of(many, 2)
+
+
+def test_a_state_a_disabled_badge_reads_is_kept_for_when_it_is_enabled_again() -> None:
+    few, disabled = badge("few", counting("login", 2)), badge("disabled", counting("login", 4))
+    book = ledger()
+    observe(
+        book, RuleBook([few], read_elsewhere=disabled.criteria.state_keys), facts("login"), facts("login")
+    )
+    assert book.states == state_of(few, 2)
+    ignorant = ledger()  # the book cannot tell what badges outside it read
+    observe(ignorant, RuleBook([few], read_elsewhere=None), facts("login"), facts("login"))
+    assert ignorant.states == state_of(few, 2)
+
+
+def test_a_badge_needing_more_of_a_retired_state_rebuilds_it_from_history() -> None:
+    few, more = badge("few", counting("login", 2)), badge("more", counting("login", 3))
+    book = ledger()
+    earlier = [facts("login", day=1), facts("login", day=2)]
+    observe(book, RuleBook([few]), *earlier)
+    assert book.states == state_of(few, retired(2.0))
+    # A worker whose rule book has a badge the learner's states came before (in the minute or so a
+    # new badge takes to reach every worker): the retired state cannot take the event.
+    asked: list[frozenset[str]] = []
+
+    def history(kinds: frozenset[str]) -> list[EventFacts]:
+        asked.append(kinds)
+        return earlier
+
+    book.observe(facts("login", day=3), RuleBook([few, more]), history)
+    assert asked == [frozenset({"login"})]
+    assert book.states == state_of(more, retired(3.0)) and book.records["more"].complete
 
 
 def test_a_step_on_the_way_changes_the_states_but_not_the_record() -> None:
@@ -296,9 +338,11 @@ def test_a_badge_sharing_a_state_starts_where_the_state_did() -> None:
     few, many = badge("few", counting("login", 2)), badge("many", counting("login", 3))
     book = ledger()
     first = facts("login", day=1)
-    observe(book, RuleBook([few]), first, facts("login", day=2))
-    # "many" came later (a learner first seen after it reached every worker): its first record starts
-    # at the first event of the state it shares with "few".
+    observe(book, RuleBook([few, many]), first, facts("login", day=2))
+    assert book.records["few"].started_at == first.event.occurred_at
+    # "many" has no record on its way; its first one starts at the first event of the state it
+    # shares with "few".
+    assert "many" not in book.records
     observe(book, RuleBook([few, many]), facts("login", day=3))
     assert book.records["many"].started_at == first.event.occurred_at
 
