@@ -49,8 +49,11 @@ def upgrade() -> None:
     keys_of = _state_keys_of_badges(connection)
     for learner_id, document in _shared._documents(connection):
         records: dict[str, Any] = {}
-        since: dict[str, int] = {}
+        since: dict[str, int] = dict(document.get("since", {}))
         for badge_id, record in document["records"].items():
+            if isinstance(record, int):  # already so (a document written by this release's evaluator)
+                records[badge_id] = record
+                continue
             version, started, _complete, _tier, saturated = record
             records[badge_id] = version if saturated else record
             current_version, keys = keys_of.get(badge_id, (None, ()))
