@@ -254,7 +254,7 @@ class Criteria:
     tiers: tuple[Tier, ...] = ()
     _by_kind: dict[str, tuple[Requirement, ...]] = field(init=False, repr=False, compare=False)
     # Most badges: one group of one requirement, and no tiers.
-    _single: Requirement | None = field(init=False, repr=False, compare=False)
+    single: Requirement | None = field(init=False, repr=False, compare=False)
     # The keys of the states its requirements on events read.
     state_keys: frozenset[str] = field(init=False, repr=False, compare=False)
 
@@ -262,7 +262,7 @@ class Criteria:
         requirements = [requirement for group in self.groups for requirement in group]
         object.__setattr__(self, "_by_kind", advancers(requirements))
         single = len(self.groups) == 1 and len(self.groups[0]) == 1 and not self.tiers
-        object.__setattr__(self, "_single", self.groups[0][0] if single else None)
+        object.__setattr__(self, "single", self.groups[0][0] if single else None)
         keys = frozenset(r.key for r in requirements if not r.on_points)
         object.__setattr__(self, "state_keys", keys)
 
@@ -323,7 +323,7 @@ class Criteria:
 
     def standing(self, state: State, points: float = 0) -> Standing:
         """What ``progress`` would say of completeness, tier and saturation, for less."""
-        single = self._single
+        single = self.single
         if single is not None:
             return MET if single.measure(state.get(single.key), points) >= single.target else NOT_MET
         if self.tiers:

@@ -170,6 +170,12 @@ class LearnerLedger:
     reported: set[str] = field(default_factory=set)
     earned: list[Earned] = field(default_factory=list)
     _unloaded: set[str] = field(default_factory=set)
+    # When the learner was seen less the rules' lag: a badge whose criteria changed since needs a record.
+    _pinned_after: datetime | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        seen = self.first_seen or self.seen_now
+        self._pinned_after = None if seen is None else seen - self.rules_lag
 
     def record(self, badge_id: str) -> BadgeRecord | None:
         found = self.records.get(badge_id)
@@ -210,7 +216,8 @@ class LearnerLedger:
         event = facts.event
         occurred = event.occurred_at
         changed = self._advance_states(facts, rules, history)
-        records, load = self.records, self.load
+        records, load, states = self.records, self.load, self.states
+        measured: dict[str, float] = {}  # this event's values of the states, by key
         for badge in rules.for_kind(event.kind):
             record = records.get(badge.id)
             if record is None and load is not None:
@@ -221,11 +228,20 @@ class LearnerLedger:
                     # A badge that came after some of the learner's events were evaluated: rebuilt
                     # from everything they did, and kept as a record of these criteria.
                     started, rebuilt = self._rebuild(badge, rules, facts, history), True
+                    measured.clear()
                 elif changed is None or changed.isdisjoint(badge.criteria.state_keys):
                     continue
+                elif (single := badge.criteria.single) is not None:
+                    # Most badges: one requirement, no tiers. Badges sharing its state measure it once.
+                    value = measured.get(single.key)
+                    if value is None:
+                        value = measured[single.key] = single.measure(states.get(single.key), 0)
+                    if value < single.target and not self._pinned(badge):
+                        continue  # on its way: the states say how far (see the module)
             elif record.criteria_version != badge.criteria_version:
                 # New criteria: from everything.
                 started, rebuilt = self._rebuild(badge, rules, facts, history), True
+                measured.clear()
             elif record.saturated or changed is None or changed.isdisjoint(badge.criteria.state_keys):
                 # Saturated: nothing left to change or to earn by events (unlocks come by _unlock).
                 continue
@@ -322,16 +338,16 @@ class LearnerLedger:
         return from_micros(min(known)) if known else None
 
     def _counts(self, badge: ActiveBadge, standing: Standing) -> bool:
-        """Whether a badge without a record needs one (see the module).
+        """Whether a badge without a record needs one (see the module)."""
+        return standing.complete or bool(standing.tier) or bool(badge.criteria.tiers) or self._pinned(badge)
 
-        A learner first seen shortly after the badge's criteria changed needs one: some of their events
-        may have been evaluated with the criteria before, and without a record of these criteria their
-        states are rebuilt from history at their next event (see _needs_replay).
-        """
-        if standing.complete or standing.tier or badge.criteria.tiers:
-            return True
-        seen = self.first_seen or self.seen_now
-        return seen is not None and self._before_criteria(badge, seen)
+    def _pinned(self, badge: ActiveBadge) -> bool:
+        """Whether the learner was first seen shortly after the badge's criteria changed, and needs a
+        record of them: some of their events may have been evaluated with the criteria before, and
+        without a record of these criteria their states are rebuilt from history at their next event
+        (see _needs_replay)."""
+        after = self._pinned_after
+        return after is not None and (badge.criteria_since is None or after <= badge.criteria_since)
 
     def _needs_replay(self, badge: ActiveBadge, record: BadgeRecord | None) -> bool:
         if record is not None:

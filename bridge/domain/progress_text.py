@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bridge.domain.aggregates import AllOf, Count, Distinct, Max, Streak, Sum
-from bridge.domain.criteria import Part, Progress, Requirement
+from bridge.domain.criteria import Part, Progress, Requirement, is_retired
 
 _KIND_UNITS = {
     "login": "sign-ins",
@@ -69,7 +71,7 @@ def _part(part: Part, today: int) -> str:
         return f"Best {words} so far: {value} of {target}{window}"
     if isinstance(aggregate, Sum):
         return f"{value} of {target} {words} in total{window}"
-    if isinstance(aggregate, AllOf) and requirement.window is None:
+    if isinstance(aggregate, AllOf) and requirement.window is None and not is_retired(part.state):
         missing = sorted(str(item) for item in aggregate.items if item not in (part.state or []))
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         return f"{value} of {target} {words}; still to do: {shown}"
@@ -78,11 +80,17 @@ def _part(part: Part, today: int) -> str:
     return f"{value} of {target}{window}"
 
 
+def _kept(state: Any) -> Any:
+    """The state, or None for a retired one, which keeps no detail (see criteria.retired)."""
+    return None if is_retired(state) else state
+
+
 def _streak(part: Part, today: int) -> str:
     target = int(part.requirement.target)
     if part.met:
         return f"Complete: a {target}-day streak"
-    runs = Streak.runs(part.state) if part.state else []
+    state = _kept(part.state)
+    runs = Streak.runs(state) if state else []
     if runs and runs[-1][1] >= today - 1:
         current = runs[-1][1] - runs[-1][0] + 1
         more = target - current
