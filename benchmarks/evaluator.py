@@ -12,12 +12,14 @@ generated ones (counts, distinct items and days, sums, maxima, streaks, windows,
 
 The events span a year and arrive as an LMS sends them: in time order, some up to a day late (the
 nightly sync). It prints events/s for each window and the ratio of per-event cost late vs early (aims:
->= 5,000 events/s per worker; ratio <= 1.2), plus the evaluator alone (in memory, no database).
+>= 5,000 events/s per worker; ratio <= 1.2), plus the evaluator alone (in memory, no database) and a
+gauge of the machine's speed during the rounds (a fixed piece of Python work, whatever the code does).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import shutil
 import sqlite3
@@ -157,6 +159,19 @@ def in_memory_rate(settings: Settings, database: object, count: int, learners: i
     return count / (time.perf_counter() - started)
 
 
+def machine_gauge() -> float:
+    """Milliseconds for a fixed piece of pure-Python work (the best of three): how fast the machine
+    is this hour, whatever the code under test does. (This shared machine's speed moves by up to 2x.)"""
+    numbers = random.Random(42).sample(range(10**9), 200_000)
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        index = {number: str(number) for number in numbers}
+        sorted(index.values())
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def _copy_database(source: Path, target: Path) -> None:
     """A consistent copy through SQLite's backup API (the WAL included), replacing ``target``."""
     for stale in (target, target.with_name(target.name + "-wal"), target.with_name(target.name + "-shm")):
@@ -240,8 +255,9 @@ def main() -> int:
 
         # Early and late rounds alternate, each from its own copy of the same store, so that the
         # machine's drift (a shared machine's speed moves from one minute to the next) hits both.
-        early, late = [], []
+        early, late, gauges = [], [], []
         for _ in range(args.rounds):
+            gauges.append(machine_gauge())
             for source, first, times in ((early_store, 1000, early), (late_store, args.stored, late)):
                 _copy_database(source, db_file)
                 times.append(
@@ -250,6 +266,7 @@ def main() -> int:
         early = [seconds / args.window for seconds in early]
         late = [seconds / args.window for seconds in late]
 
+        gauge = statistics.median(gauges)
         early_cost, late_cost = statistics.median(early), statistics.median(late)
         rows = [
             ("evaluator alone (memory)", memory),
@@ -260,6 +277,7 @@ def main() -> int:
         print(f"\n{'':36}{'events/s':>12}{'µs/event':>12}")
         for label, rate in rows:
             print(f"{label:36}{rate:12,.0f}{1e6 / rate:12.1f}")
+        print(f"{'machine gauge (fixed Python work)':36}{gauge:12.1f} ms")
         rate, ratio = 1 / early_cost, late_cost / early_cost
         print(f"\nevents/s per worker (1,000 stored): {rate:,.0f}  aim >= 5,000  {_verdict(rate >= 5000)}")
         late_label = f"per-event cost {args.stored:,} vs 1,000 stored"

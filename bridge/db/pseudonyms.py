@@ -15,5 +15,11 @@ _ANIMALS = (
 
 
 def new_pseudonym() -> str:
-    """Random, not derived from the learner's id, so it reveals nothing about who they are."""
-    return f"{secrets.choice(_ADJECTIVES)} {secrets.choice(_ANIMALS)} {secrets.randbelow(10_000):04d}"
+    """Random, not derived from the learner's id, so it reveals nothing about who they are.
+
+    One draw from the system's generator for all three parts: a batch creates many learners at once.
+    """
+    drawn = secrets.randbelow(len(_ADJECTIVES) * len(_ANIMALS) * 10_000)
+    drawn, number = divmod(drawn, 10_000)
+    adjective, animal = divmod(drawn, len(_ANIMALS))
+    return f"{_ADJECTIVES[adjective]} {_ANIMALS[animal]} {number:04d}"
