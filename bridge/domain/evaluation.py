@@ -170,12 +170,16 @@ class LearnerLedger:
     reported: set[str] = field(default_factory=set)
     earned: list[Earned] = field(default_factory=list)
     _unloaded: set[str] = field(default_factory=set)
-    # When the learner was seen less the rules' lag: a badge whose criteria changed since needs a record.
-    _pinned_after: datetime | None = field(init=False, default=None)
+    # When the learner was first seen less the rules' lag: a badge whose criteria changed since then may
+    # have had some of their events evaluated with other criteria (see _before_criteria).
+    _replayed_after: datetime | None = field(init=False, default=None)
+    _pinned_after: datetime | None = field(init=False, default=None)  # the same, for seen_now too
 
     def __post_init__(self) -> None:
+        lag = self.rules_lag
+        self._replayed_after = None if self.first_seen is None else self.first_seen - lag
         seen = self.first_seen or self.seen_now
-        self._pinned_after = None if seen is None else seen - self.rules_lag
+        self._pinned_after = None if seen is None else seen - lag
 
     def record(self, badge_id: str) -> BadgeRecord | None:
         found = self.records.get(badge_id)
@@ -224,7 +228,7 @@ class LearnerLedger:
                 record = self.record(badge.id)
             rebuilt = False
             if record is None:
-                if self.first_seen is not None and self._needs_replay(badge, None):
+                if self._replayed_after is not None and self._needs_replay(badge, None):
                     # A badge that came after some of the learner's events were evaluated: rebuilt
                     # from everything they did, and kept as a record of these criteria.
                     started, rebuilt = self._rebuild(badge, rules, facts, history), True
@@ -346,19 +350,14 @@ class LearnerLedger:
         record of them: some of their events may have been evaluated with the criteria before, and
         without a record of these criteria their states are rebuilt from history at their next event
         (see _needs_replay)."""
-        after = self._pinned_after
-        return after is not None and (badge.criteria_since is None or after <= badge.criteria_since)
+        return _before_criteria(badge, self._pinned_after)
 
     def _needs_replay(self, badge: ActiveBadge, record: BadgeRecord | None) -> bool:
         if record is not None:
             return record.criteria_version != badge.criteria_version
         # No record: none of the learner's events matched, or the badge is on its way — unless some
         # were evaluated before this version of the badge reached every worker.
-        return self.first_seen is not None and self._before_criteria(badge, self.first_seen)
-
-    def _before_criteria(self, badge: ActiveBadge, seen: datetime) -> bool:
-        """Whether a learner seen at ``seen`` may have had events evaluated with other criteria."""
-        return badge.criteria_since is None or seen <= badge.criteria_since + self.rules_lag
+        return _before_criteria(badge, self._replayed_after)
 
     def settle(self, rules: RuleBook, now: datetime) -> None:
         """Award everything already complete but not yet awarded (the sweep after achievements were off)."""
@@ -503,6 +502,14 @@ class LearnerLedger:
                 # A new tier or completion is earned now; an unchanged one was when it came (as in
                 # observe; settle looks at every badge itself).
                 self._earn(badge, self._store(badge, started or at, record, standing), rules, event, at)
+
+
+def _before_criteria(badge: ActiveBadge, seen_less_lag: datetime | None) -> bool:
+    """Whether a learner seen at ``seen_less_lag`` (plus the rules' lag) may have had events evaluated
+    with other criteria than the badge's: seen before they reached every worker."""
+    return seen_less_lag is not None and (
+        badge.criteria_since is None or seen_less_lag <= badge.criteria_since
+    )
 
 
 def _in_time_order(history: Iterable[EventFacts], facts: EventFacts | None) -> list[EventFacts]:
