@@ -80,9 +80,8 @@ class Event(Base):
             sqlite_where=text("status = 'pending'"),
         ),
         # A learner's events of some kinds in time order: the history replayed after a criteria change
-        # and the evidence of an award, without sorting everything the learner did; with the status,
-        # those reads (of processed events) need no table row.
-        Index("ix_events_learner_history", "platform", "learner", "kind", "occurred_at", "status"),
+        # and the evidence of an award, without sorting everything the learner did.
+        Index("ix_events_learner_history", "platform", "learner", "kind", "occurred_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
