@@ -82,6 +82,15 @@ class Event(Base):
         # A learner's events of some kinds in time order: the history replayed after a criteria change
         # and the evidence of an award, without sorting everything the learner did.
         Index("ix_events_learner_history", "platform", "learner", "kind", "occurred_at"),
+        # A learner's events not done yet: the few that the history index alone cannot tell from the
+        # processed ones, without reading every row (see services.effects, award evidence).
+        Index(
+            "ix_events_learner_open",
+            "platform",
+            "learner",
+            postgresql_where=text("status != 'done'"),
+            sqlite_where=text("status != 'done'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

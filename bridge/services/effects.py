@@ -57,10 +57,18 @@ class EffectWriter:
             f"ON CONFLICT (learner_id, badge_id) DO UPDATE SET {updated}"
         )
         # Latest first, up to the time of the award: what earned it (see _evidence).
-        evidence = f"FROM events WHERE {learner_events(driver)} AND occurred_at <= {driver.mark}"
-        order = f"ORDER BY occurred_at DESC, id DESC LIMIT {driver.mark}"
-        self._evidence_rows = f"SELECT {COLUMNS} {evidence} {order}"
-        self._evidence_ids = f"SELECT id, kind, occurred_at {evidence} {order}"
+        mark = driver.mark
+        order = f"ORDER BY occurred_at DESC, id DESC LIMIT {mark}"
+        self._evidence_rows = (
+            f"SELECT {COLUMNS} FROM events WHERE {learner_events(driver)} AND occurred_at <= {mark} {order}"
+        )
+        # From the learner history index alone (kind and time are in it, the id is the row's): rather
+        # than each row's status, the learner's few open events, from their own index, are left out.
+        self._evidence_ids = (
+            f"SELECT id, kind, occurred_at FROM events WHERE platform = {mark} AND learner = {mark} "
+            f"AND {driver.in_list('kind')} AND occurred_at <= {mark} AND id NOT IN (SELECT id FROM "
+            f"events WHERE platform = {mark} AND learner = {mark} AND status != 'done') {order}"
+        )
         self._insert_award = (
             f"INSERT INTO awards ({', '.join(_AWARD_COLUMNS)}) VALUES ("
             + ", ".join(driver.json_mark if c == "event_ids" else driver.mark for c in _AWARD_COLUMNS)
@@ -154,17 +162,17 @@ class EffectWriter:
             stored: Any = ()  # first seen in this batch: every event of theirs is in memory
         else:
             stored = self._stored_evidence(session, learner, kinds, earned.earned_at, filtered, limit)
-        chosen: list[int] = []
+        chosen: dict[int, None] = {}  # in order, and quick to look up
         for event_id, facts in self._latest_first(in_batch, stored, filtered):
             kind = facts.event.kind if isinstance(facts, EventFacts) else facts
             if event_id in chosen or kind not in kinds:
                 continue
             if filtered and not any(r.accepts(facts) for r in requirements):
                 continue
-            chosen.append(event_id)
+            chosen[event_id] = None
             if len(chosen) == EVIDENCE_LIMIT:
                 break
-        return chosen
+        return list(chosen)
 
     def _latest_first(
         self, in_batch: list[tuple[int, EventFacts]], stored: Sequence[Any], filtered: bool
@@ -211,11 +219,10 @@ class EffectWriter:
     ) -> list[Any]:
         driver = self._driver
         platform, lms_user_id = learner.key
-        return driver.fetch_all(
-            session,
-            self._evidence_rows if full else self._evidence_ids,
-            (platform, lms_user_id, driver.values(sorted(kinds)), driver.time(until), limit),
-        )
+        of_learner = (platform, lms_user_id, driver.values(sorted(kinds)), driver.time(until))
+        if full:
+            return driver.fetch_all(session, self._evidence_rows, (*of_learner, limit))
+        return driver.fetch_all(session, self._evidence_ids, (*of_learner, platform, lms_user_id, limit))
 
     def write_course_members(
         self,

@@ -3,11 +3,14 @@ its requirements accept, whether they were evaluated in earlier batches or in th
 
 import threading
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, update
 
 from bridge.bootstrap import open_database
+from bridge.clock import utcnow
 from bridge.db.engine import Database
 from bridge.db.models import Award, Event
 from bridge.services.effects import EVIDENCE_LIMIT
@@ -95,3 +98,28 @@ def test_evidence_names_at_most_the_latest_hundred(database_url: str, tmp_path: 
     drain(database, settings)
     expected = [f"l{n:03}" for n in range(target - 1, target - 1 - EVIDENCE_LIMIT, -1)]
     assert evidence_keys(database, "many-logins") == expected
+
+
+@pytest.mark.parametrize("filtered", [False, True], ids=["kinds only", "with a filter"])
+def test_events_not_yet_evaluated_are_not_evidence(database_url: str, tmp_path: Path, filtered: bool) -> None:
+    directory = tmp_path / "t"
+    count_badge_template(directory, "three-logins", "login", 3)
+    if filtered:
+        template = directory / "three-logins.toml"
+        template.write_text(template.read_text() + "filter = 'kind == \"login\"'\n")
+    settings = make_settings(database_url, tmp_path, badge_templates_dir=directory)
+    database = open_database(settings)
+    store(database, learning_event("a", minutes=1))
+    drain(database, settings)
+    parked, waiting = store(
+        database, learning_event("parked", minutes=2), learning_event("waiting", minutes=3)
+    )
+    with database.write() as session:
+        # One gave up on (failed for good), one waiting for its retry: neither was counted.
+        session.execute(update(Event).where(Event.id == parked).values(status="failed", attempts=5))
+        session.execute(
+            update(Event).where(Event.id == waiting).values(next_attempt_at=utcnow() + timedelta(hours=1))
+        )
+    store(database, learning_event("b", minutes=4), learning_event("c", minutes=5))
+    drain(database, settings)
+    assert evidence_keys(database, "three-logins") == ["c", "b", "a"]
