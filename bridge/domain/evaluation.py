@@ -27,80 +27,17 @@ on advancing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from bridge.domain.aggregates import EventFacts
-from bridge.domain.criteria import (
-    Progress,
-    Requirement,
-    Standing,
-    Tier,
-    advance_states,
-    is_retired,
-    retired,
-)
+from bridge.domain.criteria import Progress, Requirement, Standing, Tier, advance_states, is_retired, retired
 from bridge.domain.events import LearningEvent
+from bridge.domain.records import BadgeRecord, from_micros, micros
+from bridge.domain.replay import before_criteria, earliest, in_time_order, replay
 from bridge.domain.rules import ActiveBadge, RuleBook
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
-
-
-def micros(moment: datetime) -> int:
-    """Microseconds since the epoch: how ``since`` keeps times, exact and compact in a document."""
-    return (moment - EPOCH) // MICROSECOND
-
-
-def from_micros(value: int) -> datetime:
-    return EPOCH + value * MICROSECOND
-
-
-class BadgeRecord(NamedTuple):
-    """A learner's progress on one badge: where the learner's states leave it (a named tuple: one is
-    made per badge that changes). Progress in full is worked out from the states only when asked for."""
-
-    criteria_version: int
-    started_at: datetime | None  # the first counted event
-    complete: bool = False
-    tier: str = ""
-    saturated: bool = False  # every requirement met: events cannot change it
-
-    @property
-    def standing(self) -> Standing:
-        return Standing(self.complete, self.tier, self.saturated)
-
-    def progress(self, badge: ActiveBadge, states: Mapping[str, Any], points: float) -> Progress:
-        """Progress in full, from the learner's requirement states (``LearnerLedger.states``).
-
-        A saturated record's progress is full, whatever the states say now: a state it shares may have
-        been rebuilt for another badge since, and what this record met stays met.
-        """
-        if self.saturated:
-            return badge.criteria.full_progress()
-        return badge.criteria.progress(states, points)
-
-    def reports_differently(self, other: BadgeRecord | None) -> bool:
-        """Whether the progress report (version, start, completeness, tier) differs from ``other``'s."""
-        return (
-            other is None
-            or self.criteria_version != other.criteria_version
-            or self.started_at != other.started_at
-            or self.complete != other.complete
-            or self.tier != other.tier
-        )
-
-
-def saturated_record(criteria_version: int) -> BadgeRecord:
-    """A saturated record as a learner's document keeps it: its criteria version alone.
-
-    Nothing about it changes any more: its progress is full (see BadgeRecord.progress), its start and
-    tier are in the progress report written when it saturated, and nothing looks at them here again
-    (a record is only rebuilt for new criteria, which report it anew).
-    """
-    return BadgeRecord(criteria_version, None, True, "", True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +108,7 @@ class LearnerLedger:
     earned: list[Earned] = field(default_factory=list)
     _unloaded: set[str] = field(default_factory=set)
     # When the learner was first seen less the rules' lag: a badge whose criteria changed since then may
-    # have had some of their events evaluated with other criteria (see _before_criteria).
+    # have had some of their events evaluated with other criteria (see replay.before_criteria).
     _replayed_after: datetime | None = field(init=False, default=None)
     _pinned_after: datetime | None = field(init=False, default=None)  # the same, for seen_now too
 
@@ -257,7 +194,7 @@ class LearnerLedger:
                     continue  # on its way: the states say how far (see the module)
                 started = self._started(badge)
             else:
-                started = _earliest(record.started_at, occurred)
+                started = earliest(record.started_at, occurred)
                 if standing == record.standing and started == record.started_at:
                     continue  # a step on the way: the states changed, the record did not
             stored = self._store(badge, started, record, standing)
@@ -273,7 +210,7 @@ class LearnerLedger:
         of those it changed, or None."""
 
         def rebuilt(requirement: Requirement) -> Any:  # the event is older than what the state keeps
-            state, first = _replay(requirement, _in_time_order(history(requirement.kinds), facts))
+            state, first = replay(requirement, in_time_order(history(requirement.kinds), facts))
             self._set_state(requirement.key, state, first)
             return state
 
@@ -295,14 +232,14 @@ class LearnerLedger:
         kinds = badge.criteria.kinds
         if not kinds:
             return None
-        events = _in_time_order(history(kinds), facts)
+        events = in_time_order(history(kinds), facts)
         started: datetime | None = None
         for key in sorted(badge.criteria.state_keys):
             # The rule book's requirement of the key: a shared state holds what every badge needs.
-            state, first = _replay(rules.advancer(key), events)
+            state, first = replay(rules.advancer(key), events)
             self._set_state(key, state, first)
             if first is not None:
-                started = _earliest(started, first)
+                started = earliest(started, first)
         self.states_changed = True
         return started
 
@@ -350,14 +287,14 @@ class LearnerLedger:
         record of them: some of their events may have been evaluated with the criteria before, and
         without a record of these criteria their states are rebuilt from history at their next event
         (see _needs_replay)."""
-        return _before_criteria(badge, self._pinned_after)
+        return before_criteria(badge, self._pinned_after)
 
     def _needs_replay(self, badge: ActiveBadge, record: BadgeRecord | None) -> bool:
         if record is not None:
             return record.criteria_version != badge.criteria_version
         # No record: none of the learner's events matched, or the badge is on its way — unless some
         # were evaluated before this version of the badge reached every worker.
-        return _before_criteria(badge, self._replayed_after)
+        return before_criteria(badge, self._replayed_after)
 
     def settle(self, rules: RuleBook, now: datetime) -> None:
         """Award everything already complete but not yet awarded (the sweep after achievements were off)."""
@@ -502,37 +439,3 @@ class LearnerLedger:
                 # A new tier or completion is earned now; an unchanged one was when it came (as in
                 # observe; settle looks at every badge itself).
                 self._earn(badge, self._store(badge, started or at, record, standing), rules, event, at)
-
-
-def _before_criteria(badge: ActiveBadge, seen_less_lag: datetime | None) -> bool:
-    """Whether a learner seen at ``seen_less_lag`` (plus the rules' lag) may have had events evaluated
-    with other criteria than the badge's: seen before they reached every worker."""
-    return seen_less_lag is not None and (
-        badge.criteria_since is None or seen_less_lag <= badge.criteria_since
-    )
-
-
-def _in_time_order(history: Iterable[EventFacts], facts: EventFacts | None) -> list[EventFacts]:
-    """The learner's earlier events and this one (if any), in time order: the order in which a state
-    drops nothing it still needs (see aggregates.LateEvent)."""
-    events = [*history, *([] if facts is None else [facts])]
-    return sorted(events, key=lambda f: f.event.occurred_at)
-
-
-def _replay(requirement: Requirement, events: Iterable[EventFacts]) -> tuple[Any, datetime | None]:
-    """The requirement's state after ``events``, taken in order, and the time of the first that changed
-    it (None: none did)."""
-    state: Any = None
-    first: datetime | None = None
-    for one in events:
-        if not requirement.accepts(one):
-            continue
-        after = requirement.advance(state, one)
-        if after is not state and after != state:
-            state = after
-            first = _earliest(first, one.event.occurred_at)
-    return state, first
-
-
-def _earliest(current: datetime | None, candidate: datetime) -> datetime:
-    return candidate if current is None or candidate < current else current

@@ -23,16 +23,8 @@ from bridge.clock import utcnow
 from bridge.db.driver import Driver, decode_json
 from bridge.db.pseudonyms import new_pseudonym
 from bridge.domain.aggregates import EventFacts
-from bridge.domain.evaluation import (
-    AwardPolicy,
-    AwardsOf,
-    BadgeRecord,
-    LearnerLedger,
-    Loader,
-    from_micros,
-    micros,
-    saturated_record,
-)
+from bridge.domain.evaluation import AwardPolicy, AwardsOf, LearnerLedger, Loader
+from bridge.domain.records import BadgeRecord, from_micros, micros, saturated_record
 from bridge.services.event_rows import COLUMNS, event_row, learner_events, to_learning_event
 
 

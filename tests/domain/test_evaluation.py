@@ -14,8 +14,9 @@ import pytest
 
 from bridge.domain.aggregates import HORIZON_DAYS, Count, EventFacts, Max, Streak
 from bridge.domain.criteria import Criteria, Progress, Requirement, Tier, retired
-from bridge.domain.evaluation import AwardPolicy, AwardsOf, BadgeRecord, Earned, LearnerLedger, micros
+from bridge.domain.evaluation import AwardPolicy, AwardsOf, Earned, LearnerLedger
 from bridge.domain.events import LearningEvent
+from bridge.domain.records import BadgeRecord, micros
 from bridge.domain.rules import ActiveBadge, RuleBook
 from bridge.domain.templates import level_tiers
 
