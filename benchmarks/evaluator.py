@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -186,93 +187,116 @@ def _verdict(met: bool) -> str:
     return "OK" if met else "MISS"
 
 
-def main() -> int:
+@dataclass
+class Stores:
+    """The two stores the windows start from, and what making them measured."""
+
+    settings: Settings
+    db_file: Path  # where a window runs, on a fresh copy of early or late
+    early: Path  # 1,000 processed events
+    late: Path  # grown to --stored processed events
+    minutes_apart: float  # between events: the events span a year, whatever --stored is
+    badges: int
+    grow_rate: float  # events/s while growing, in batches of 1,000
+    memory_rate: float  # events/s through the evaluator alone
+
+
+def prepare(workdir: Path, stored: int, window: int, learners: int) -> Stores:
+    """The 50 badges, and the early and late stores in ``workdir``."""
+    templates = workdir / "templates"
+    shutil.copytree(shipped_templates_dir(), templates)
+    generated_templates(templates)
+    settings = load_settings(
+        None,
+        data_dir=workdir,
+        database_url=f"sqlite:///{workdir / 'bench.sqlite3'}",
+        badge_templates_dir=templates,
+        platforms=[{"id": "demo", "kind": "custom"}],
+        log_level="WARNING",
+    )
+    database = open_database(settings)
+    with database.write() as session:
+        # Steady state: the rules were in place long before these learners came. (A learner who
+        # came within a minute or so of a criteria change is replayed from history once.)
+        session.execute(update(Badge).values(criteria_since=utcnow() - timedelta(days=30)))
+        badges = len(load_rulebook(session, settings.track_event_types).badges)
+    print(
+        f"{badges} badges, {learners} learners, windows of {window} events, SQLite, "
+        f"worker batches of {settings.worker.batch_size} (the default)",
+        flush=True,
+    )
+    minutes_apart = 365 * 24 * 60 / (stored + window)
+    store(Inbox(database), events(0, 1000, learners, seed=1, minutes_apart=minutes_apart))
+    process(Worker(database, settings))
+    db_file = workdir / "bench.sqlite3"
+    early_store, late_store = workdir / "after-1000.sqlite3", workdir / "grown.sqlite3"
+    _copy_database(db_file, early_store)
+    database.dispose()
+
+    print(f"growing the store to {stored:,} processed events ...", flush=True)
+    database = open_database(settings)
+    inbox = Inbox(database)
+    # Growing is not timed: bigger batches get there sooner.
+    bulk = Worker(
+        database,
+        settings.model_copy(update={"worker": settings.worker.model_copy(update={"batch_size": 1000})}),
+    )
+    next_key = 1000
+    grow_started = time.perf_counter()
+    while next_key < stored:
+        chunk = min(50_000, stored - next_key)
+        store(inbox, events(next_key, chunk, learners, seed=next_key, minutes_apart=minutes_apart))
+        next_key += chunk
+        process(bulk)
+    grow_rate = (stored - 1000) / (time.perf_counter() - grow_started)
+    memory_rate = in_memory_rate(settings, database, 50_000, learners)
+    database.dispose()
+    _copy_database(db_file, late_store)
+    return Stores(settings, db_file, early_store, late_store, minutes_apart, badges, grow_rate, memory_rate)
+
+
+def arguments(description: str, window: int) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--stored", type=int, default=1_000_000, help="events stored before the late window")
-    parser.add_argument("--window", type=int, default=10_000, help="events timed in each window")
+    parser.add_argument("--window", type=int, default=window, help="events timed in each window")
     parser.add_argument("--learners", type=int, default=5_000)
     parser.add_argument(
         "--rounds", type=int, default=3, help="timed windows at each point; the median counts"
     )
-    args = parser.parse_args()
-    tune_garbage_collection()  # as Worker.run does in the service
+    return parser.parse_args()
 
+
+def main() -> int:
+    args = arguments(__doc__ or "", window=10_000)
+    tune_garbage_collection()  # as Worker.run does in the service
     workdir = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
     try:
-        templates = workdir / "templates"
-        shutil.copytree(shipped_templates_dir(), templates)
-        generated_templates(templates)
-        settings = load_settings(
-            None,
-            data_dir=workdir,
-            database_url=f"sqlite:///{workdir / 'bench.sqlite3'}",
-            badge_templates_dir=templates,
-            platforms=[{"id": "demo", "kind": "custom"}],
-            log_level="WARNING",
-        )
-        database = open_database(settings)
-        with database.write() as session:
-            # Steady state: the rules were in place long before these learners came. (A learner who
-            # came within a minute or so of a criteria change is replayed from history once.)
-            session.execute(update(Badge).values(criteria_since=utcnow() - timedelta(days=30)))
-            badges = len(load_rulebook(session, settings.track_event_types).badges)
-        print(
-            f"{badges} badges, {args.learners} learners, windows of {args.window} events, SQLite, "
-            f"worker batches of {settings.worker.batch_size} (the default)",
-            flush=True,
-        )
-        # The events span a year, whatever --stored is.
-        minutes_apart = 365 * 24 * 60 / (args.stored + args.window)
-        store(Inbox(database), events(0, 1000, args.learners, seed=1, minutes_apart=minutes_apart))
-        process(Worker(database, settings))
-        db_file = workdir / "bench.sqlite3"
-        early_store, late_store = workdir / "after-1000.sqlite3", workdir / "grown.sqlite3"
-        _copy_database(db_file, early_store)
-        database.dispose()
-
-        print(f"growing the store to {args.stored:,} processed events ...", flush=True)
-        database = open_database(settings)
-        inbox = Inbox(database)
-        # Growing is not timed: bigger batches get there sooner.
-        bulk = Worker(
-            database,
-            settings.model_copy(update={"worker": settings.worker.model_copy(update={"batch_size": 1000})}),
-        )
-        next_key = 1000
-        grow_started = time.perf_counter()
-        while next_key < args.stored:
-            chunk = min(50_000, args.stored - next_key)
-            store(inbox, events(next_key, chunk, args.learners, seed=next_key, minutes_apart=minutes_apart))
-            next_key += chunk
-            process(bulk)
-        grow_seconds = time.perf_counter() - grow_started
-        grown = args.stored - 1000
-        memory = in_memory_rate(settings, database, 50_000, args.learners)
-        database.dispose()
-        _copy_database(db_file, late_store)
-
+        stores = prepare(workdir, args.stored, args.window, args.learners)
         # Early and late rounds alternate, each from its own copy of the same store, so that the
         # machine's drift (a shared machine's speed moves from one minute to the next) hits both.
         early, late, gauges = [], [], []
         for _ in range(args.rounds):
             gauges.append(machine_gauge())
-            for source, first, times in ((early_store, 1000, early), (late_store, args.stored, late)):
-                _copy_database(source, db_file)
+            for source, first, times in ((stores.early, 1000, early), (stores.late, args.stored, late)):
+                _copy_database(source, stores.db_file)
                 times.append(
-                    timed_window(settings, db_file, first, args.window, args.learners, minutes_apart)
-                )
+                    timed_window(
+                        stores.settings, stores.db_file, first, args.window, args.learners,
+                        stores.minutes_apart,
+                    )
+                )  # fmt: skip
         early = [seconds / args.window for seconds in early]
         late = [seconds / args.window for seconds in late]
 
         gauge = statistics.median(gauges)
         early_cost, late_cost = statistics.median(early), statistics.median(late)
         rows = [
-            ("evaluator alone (memory)", memory),
+            ("evaluator alone (memory)", stores.memory_rate),
             ("worker, 1,000 stored", 1 / early_cost),
             (f"worker, {args.stored:,} stored", 1 / late_cost),
-            ("worker growing (batches of 1,000)", grown / grow_seconds),
+            ("worker growing (batches of 1,000)", stores.grow_rate),
         ]
         print(f"\n{'':36}{'events/s':>12}{'µs/event':>12}")
         for label, rate in rows:
