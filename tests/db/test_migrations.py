@@ -169,6 +169,26 @@ def _insert(connection: Any, sql: str, **values: Any) -> None:
     connection.execute(text(sql), values)
 
 
+def _insert_badges_and_learner(connection: Any, badges: dict[str, tuple[str, int]], now: str) -> None:
+    """Badges as the schema of 0006 to 0008 holds them, ``{id: (criteria, criteria_version)}``, and
+    learner 1."""
+    for badge_id, (criteria, version) in badges.items():
+        _insert(
+            connection,
+            "INSERT INTO badges (id, name, description, image, tags, criteria, created_at, updated_at,"
+            " tiers, prerequisites, definition, criteria_since, criteria_version)"
+            " VALUES (:id, 'B', 'd', 'b.svg', '[]', :criteria, :now, :now, '[]', '[]', '{}', :now,"
+            " :version)",
+            id=badge_id, criteria=criteria, now=now, version=version,
+        )  # fmt: skip
+    _insert(
+        connection,
+        "INSERT INTO learners (id, platform, lms_user_id, pseudonym, created_at)"
+        " VALUES (1, 'demo', '42', 'p', :now)",
+        now=now,
+    )
+
+
 def test_states_move_to_one_per_requirement_shape_and_back(empty_database_url: str) -> None:
     """0006 kept each badge's states; 0007 keeps one per shape, the one of the highest target."""
     database = Database(empty_database_url)
@@ -181,21 +201,7 @@ def test_states_move_to_one_per_requirement_shape_and_back(empty_database_url: s
         "changed": (login_count % 20, 2),  # its learner's record is of version 1: no state is kept
     }
     with database.engine.begin() as connection:
-        for badge_id, (criteria, version) in badges.items():
-            _insert(
-                connection,
-                "INSERT INTO badges (id, name, description, image, tags, criteria, created_at, updated_at,"
-                " tiers, prerequisites, definition, criteria_since, criteria_version)"
-                " VALUES (:id, 'B', 'd', 'b.svg', '[]', :criteria, :now, :now, '[]', '[]', '{}', :now,"
-                " :version)",
-                id=badge_id, criteria=criteria, now=now, version=version,
-            )  # fmt: skip
-        _insert(
-            connection,
-            "INSERT INTO learners (id, platform, lms_user_id, pseudonym, created_at)"
-            " VALUES (1, 'demo', '42', 'p', :now)",
-            now=now,
-        )
+        _insert_badges_and_learner(connection, badges, now)
         old = {
             "few": [1, {}, 5, True, "", True],  # saturated: 0006 kept no state
             "many": [1, {"g0r0": 7}, 5, False, "", False],
@@ -236,24 +242,11 @@ def test_documents_gain_when_each_state_first_changed_and_saturated_records_shri
     now = "2026-11-01 09:00:00"
     login_count = '{"groups": [{"requirements": [{"kinds": ["login"], "target": %d}]}]}'
     purchase_count = '{"groups": [{"requirements": [{"kinds": ["purchase"], "target": 2}]}]}'
-    badges = {"few": login_count % 3, "many": login_count % 10, "buyer": purchase_count}
+    badges = {"few": (login_count % 3, 1), "many": (login_count % 10, 1), "buyer": (purchase_count, 1)}
     logins = SHARED_STATES._shape_key({"kinds": ["login"], "target": 3})
     purchases = SHARED_STATES._shape_key({"kinds": ["purchase"], "target": 2})
     with database.engine.begin() as connection:
-        for badge_id, criteria in badges.items():
-            _insert(
-                connection,
-                "INSERT INTO badges (id, name, description, image, tags, criteria, created_at, updated_at,"
-                " tiers, prerequisites, definition, criteria_since, criteria_version)"
-                " VALUES (:id, 'B', 'd', 'b.svg', '[]', :criteria, :now, :now, '[]', '[]', '{}', :now, 1)",
-                id=badge_id, criteria=criteria, now=now,
-            )  # fmt: skip
-        _insert(
-            connection,
-            "INSERT INTO learners (id, platform, lms_user_id, pseudonym, created_at)"
-            " VALUES (1, 'demo', '42', 'p', :now)",
-            now=now,
-        )
+        _insert_badges_and_learner(connection, badges, now)
         _insert(
             connection,
             "INSERT INTO progress (learner_id, badge_id, criteria_version, complete, tier, started_at,"
