@@ -21,7 +21,8 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, update
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from bridge import metrics
@@ -37,8 +38,12 @@ from bridge.settings import Settings, WorkerSettings
 
 log = logging.getLogger(__name__)
 EVENTS = Event.__table__
-# Errors a statement raises because of the values it was given: those can be traced to one event.
-_STATEMENT_ERRORS = (IntegrityError, DataError)
+# Errors that say the database is unavailable (down, unreachable, locked, no connection to be had), not
+# that an event is bad: the batch is retried whole, charging no attempt. Every other error is traced to
+# the event that raised it, which alone is charged, retried and in the end parked: one bad event (a
+# value a statement refuses, a rule that fails on it, a stored row that no longer reads back) must never
+# stop the queue behind it.
+_OUTAGES = (OperationalError, InterfaceError, PoolTimeout)
 
 Pipeline = Callable[[Session, Sequence[Any]], BatchResult]
 
@@ -103,11 +108,13 @@ class Worker:
         started = time.perf_counter()
         try:
             claimed, outcomes, awards = self._run_batch(isolated=False)
-        except _STATEMENT_ERRORS as error:
-            # One of the events makes a statement fail (too long a value, say). Find it: run the batch
-            # again one event at a time, each in its own savepoint. Any other database error is the
-            # database's, not the events': it propagates, and the batch is retried, charging no attempt.
-            log.warning("batch.isolating", extra={"worker": self.name, "error": str(error)[:500]})
+        except _OUTAGES:
+            raise
+        except Exception as error:
+            # One of the events fails the batch (a value a statement refuses, say). Find it: run the
+            # batch again one event at a time, each in its own savepoint.
+            message = f"{type(error).__name__}: {error}"[:500]
+            log.warning("batch.isolating", extra={"worker": self.name, "error": message})
             claimed, outcomes, awards = self._run_batch(isolated=True)
         # Counted only once committed: a rolled-back batch made no awards.
         if claimed:
@@ -145,7 +152,9 @@ class Worker:
                     try:
                         with session.begin_nested():
                             result = self._pipeline(session, [claimed.event])
-                    except _STATEMENT_ERRORS as error:
+                    except _OUTAGES:
+                        raise
+                    except Exception as error:
                         failures[claimed.event.id] = error
                         continue
                     failures.update(result.failures)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ from bridge.services.processing import BatchResult, EventProcessor
 from bridge.services.queue import failed_events, retry_failed
 from bridge.settings import Settings
 from bridge.worker import Worker, retry_delay
-from tests.conftest import make_settings
+from tests.conftest import make_settings, on_postgres
 from tests.helpers import awards_of, learning_event, progress_values, statuses, store
 
 
@@ -68,12 +68,13 @@ def test_an_event_stored_again_after_processing_changes_nothing(
 class FailingPipeline:
     """Fails for chosen event keys, succeeds (with no effects) for the rest.
 
-    A database error is raised, as a failing statement would; any other error is reported per event,
-    as the processor reports an event it could not evaluate.
+    A database error is raised, as a failing statement would, and so is any error with ``raises``;
+    otherwise the error is reported per event, as the processor reports an event it could not evaluate.
     """
 
-    def __init__(self, failing: set[str], error: Exception | None = None) -> None:
+    def __init__(self, failing: set[str], error: Exception | None = None, *, raises: bool = False) -> None:
         self.failing, self.error, self.calls = failing, error, 0
+        self.raises = raises or isinstance(error, DBAPIError)
         self.batch_sizes: list[int] = []
 
     def __call__(self, session: Session, events: Sequence[Any]) -> BatchResult:
@@ -82,7 +83,7 @@ class FailingPipeline:
         failures: dict[int, Exception] = {}
         for event in events:
             if event.event_key in self.failing:
-                if isinstance(self.error, DBAPIError):
+                if self.raises and self.error is not None:
                     raise self.error
                 failures[event.id] = self.error or ValueError(f"cannot process {event.event_key}")
         return BatchResult(failures, [])
@@ -158,6 +159,57 @@ def test_an_event_that_makes_a_statement_fail_is_found_and_the_rest_commit(
     assert Worker(database, settings, pipeline=pipeline).run_once() == 4
     assert pipeline.batch_sizes == [4, 1, 1, 1, 1]  # the batch, then each event alone
     assert statuses(database) == {"done": 3, "pending": 1}
+
+
+def test_an_event_that_makes_the_batch_raise_anything_fails_alone_and_is_parked(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Regression: an error raised by the batch (a KeyError for a learner, say) was retried forever,
+    uncharged, so nothing behind the event was ever processed."""
+    settings = make_settings(database_url, tmp_path, worker={"max_attempts": 2})
+    database = open_database(settings)
+    store(database, *(learning_event(f"e{i}", learner=str(i)) for i in range(3)))
+    pipeline = FailingPipeline({"e1"}, error=KeyError(("demo", "1")), raises=True)
+    worker = Worker(database, settings, pipeline=pipeline)
+    assert worker.run_once() == 3
+    assert statuses(database) == {"done": 2, "pending": 1}
+    make_due(database)
+    assert worker.run_once() == 1
+    [parked] = failed_events(database)
+    assert (parked.event_key, parked.attempts) == ("e1", 2)
+    assert parked.last_error == "KeyError: ('demo', '1')"
+
+
+@pytest.mark.skipif(on_postgres(), reason="PostgreSQL cannot store a NUL at all (the inbox test covers it)")
+def test_a_stored_event_that_no_longer_reads_back_does_not_stop_the_queue(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Regression: a learner "\x00" stored before the inbox refused it read back from SQLite as "",
+    failing every batch with a KeyError. Now it alone is charged and parked; the rest are processed."""
+    settings = make_settings(database_url, tmp_path, worker={"max_attempts": 2})
+    database = open_database(settings)
+    store(database, learning_event("before", learner="1"))
+    with database.write() as session:
+        session.execute(insert(Event).values(**_row("nul", "\x00")))
+    store(database, learning_event("after", learner="2", minutes=1))
+    worker = Worker(database, settings)
+    assert worker.run_once() == 3
+    make_due(database)
+    drain(worker)
+    assert statuses(database) == {"done": 2, "failed": 1}
+    [parked] = failed_events(database)
+    assert parked.event_key == "nul"
+    assert parked.last_error == "TextRefused: learner contains a NUL character"
+    assert awards_of(database) == [("1", "welcome"), ("2", "welcome")]
+
+
+def _row(key: str, learner: str) -> dict[str, Any]:
+    """An events row written as the inbox wrote it before it refused such values."""
+    now = utcnow()
+    return {
+        "platform": "demo", "event_key": key, "kind": "login", "learner": learner, "occurred_at": now,
+        "received_at": now, "data": {}, "status": "pending", "attempts": 0, "next_attempt_at": now,
+    }  # fmt: skip
 
 
 def test_parked_events_can_be_retried(database: Database, settings: Settings) -> None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bridge.domain.text import check_data, check_names
+
 # The kinds the LMS connectors produce. The REST API may add custom kinds (``login``, ``purchase``, ...),
 # accepted when listed in the ``track_event_types`` setting.
 LMS_KINDS: tuple[str, ...] = (
@@ -53,3 +55,8 @@ class LearningEvent:
             raise ValueError("occurred_at must carry a timezone")
         if self.score is not None and not 0.0 <= self.score <= 1.0:
             raise ValueError("score must be a fraction between 0 and 1")
+        # What both databases store and read back unchanged (see bridge.domain.text): refused here, the
+        # one way into the inbox, rather than failing in the worker.
+        check_names(self.platform, self.event_key, self.kind, self.learner, self.course, self.item)
+        if self.data:
+            check_data(self.data)

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat
 
-Text = Annotated[str, Field(min_length=1, max_length=255)]
+from bridge.domain.text import check_data, name_problem
+
+
+def _acceptable_name(value: str) -> str:
+    """Refuses what the inbox cannot store and read back (see bridge.domain.text)."""
+    problem = name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _acceptable_data(value: dict[str, Any]) -> dict[str, Any]:
+    check_data(value, "")
+    return value
+
+
+Text = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_acceptable_name)]
 
 
 class EventIn(BaseModel):
@@ -14,7 +30,7 @@ class EventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, str_strip_whitespace=True)
 
-    platform: Annotated[str, Field(min_length=1, max_length=64)]
+    platform: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_acceptable_name)]
     event_key: Text = Field(description="Unique per platform; posting the same key again stores nothing")
     kind: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
     learner: Text = Field(description="The learner's user id on the platform")
@@ -24,7 +40,7 @@ class EventIn(BaseModel):
         default=None, description="A fraction between 0 and 1; raw points belong in data"
     )
     occurred_at: AwareDatetime | None = Field(default=None, description="Defaults to the time received")
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: Annotated[dict[str, Any], AfterValidator(_acceptable_data)] = Field(default_factory=dict)
 
 
 class EventBatchIn(BaseModel):

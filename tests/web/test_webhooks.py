@@ -116,6 +116,18 @@ def test_malformed_bodies_are_a_400(client: FlaskClient, database: Database) -> 
     assert count(database) == 0
 
 
+def test_text_the_inbox_cannot_store_is_a_400_and_stores_nothing(
+    client: FlaskClient, database: Database
+) -> None:
+    grade = fixture("canvas", "live_grade_change")
+    grade["body"]["student_id"] = "48\u0000"
+    assert_error(client.post("/webhooks/canvas/canvas-open", json=grade), 400, "malformed_webhook")
+    assert_error(
+        client.post("/webhooks/moodle/moodle2", json={**MODULE, "courseid": "4\n2"}), 400, "malformed_webhook"
+    )
+    assert count(database) == 0
+
+
 @pytest.mark.parametrize(
     "path",
     [
