@@ -16,6 +16,7 @@ from bridge.bootstrap import open_database
 from bridge.db.engine import Database
 from bridge.issuing.keys import KeyRing
 from bridge.issuing.publisher import Publisher
+from bridge.lti.tool import LtiTool
 from bridge.services.api_keys import ApiKeyVerifier
 from bridge.services.badge_admin import BadgeAdmin
 from bridge.services.badges import shipped_templates_dir
@@ -30,7 +31,10 @@ from bridge.web.badges_api import badges_api
 from bridge.web.badges_public import badges_public
 from bridge.web.context import Services
 from bridge.web.errors import register_error_handlers
+from bridge.web.lti import lti
+from bridge.web.lti_api import lti_api
 from bridge.web.ops import ops
+from bridge.web.proxies import TrustedProxies
 from bridge.web.reports import reports
 from bridge.web.rules_api import rules_api
 from bridge.web.sync_api import sync_api
@@ -87,6 +91,7 @@ def create_app(settings: Settings, database: Database | None = None) -> Flask:
         ),
         connectors=connectors,
         webhook_fetches=WebhookFetches(connectors, inbox),
+        lti=LtiTool(database, settings),
     )
     register_error_handlers(app)
     app.register_blueprint(ops)
@@ -97,7 +102,10 @@ def create_app(settings: Settings, database: Database | None = None) -> Flask:
     app.register_blueprint(badges_api)
     app.register_blueprint(webhooks)
     app.register_blueprint(sync_api)
+    app.register_blueprint(lti)
+    app.register_blueprint(lti_api)
     _observe_requests(app)
+    app.wsgi_app = TrustedProxies(app.wsgi_app, settings.server.trusted_proxies)  # type: ignore[method-assign]
     return app
 
 

@@ -232,11 +232,12 @@ def api_keys_revoke(ctx: _Context, name: str) -> None:
 def _register_more_commands() -> None:
     # Imported here: those modules build on this one's context and options.
     from bridge.cli_keys import keys
+    from bridge.cli_lti import lti
     from bridge.cli_reports import analytics, leaderboard
     from bridge.cli_rules import COMMANDS as RULES_COMMANDS
     from bridge.cli_sync import sync
 
-    for command in (*RULES_COMMANDS, leaderboard, analytics, keys, sync):
+    for command in (*RULES_COMMANDS, leaderboard, analytics, keys, sync, lti):
         main.add_command(command)
 
 

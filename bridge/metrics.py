@@ -27,6 +27,11 @@ EVENTS_PROCESSED = Counter("bridge_events_processed", "Events processed by the w
 EVENTS_RETRIED = Counter("bridge_events_retried", "Event processing attempts that failed and will retry")
 EVENTS_FAILED = Counter("bridge_events_failed", "Events parked as failed after their last attempt")
 AWARDS = Counter("bridge_awards", "Badges awarded", ["badge"])
+LTI_LAUNCHES = Counter(
+    "bridge_lti_launches", "LTI launches accepted, by platform and message type", ["platform", "message_type"]
+)
+# Reasons are a small fixed set (bridge.lti.launch): an attacker cannot grow the label set.
+LTI_REFUSALS = Counter("bridge_lti_refusals", "LTI logins and launches refused, by reason", ["reason"])
 BATCH_SECONDS = Histogram("bridge_worker_batch_seconds", "Time to process one claimed batch")
 REQUEST_SECONDS = Histogram(
     "bridge_http_request_seconds",

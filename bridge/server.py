@@ -39,6 +39,9 @@ class BridgeServer(BaseApplication):  # type: ignore[misc]
         # One control socket per data directory, so two instances on one machine do not collide.
         self.cfg.set("control_socket", str(self.settings.data_dir.resolve() / "gunicorn.ctl"))
         self.cfg.set("child_exit", _child_exit)
+        if server.tls_certificate is not None:
+            self.cfg.set("certfile", str(server.tls_certificate))
+            self.cfg.set("keyfile", str(server.tls_private_key))
         if self.embedded:
             self.cfg.set("post_worker_init", _start_background)
             self.cfg.set("worker_exit", _stop_background)

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
@@ -120,6 +121,21 @@ class ServerSettings(_Section):
     threads: PositiveInt = 8
     embedded_worker: bool = True
     max_request_bytes: PositiveInt = 1024 * 1024
+    # Proxies (addresses or networks) whose X-Forwarded-Proto, -Host and -For are believed: behind a
+    # TLS-terminating proxy the tool must build https URLs and set Secure cookies. Empty: none.
+    trusted_proxies: list[IPvAnyNetwork] = []
+    # Serve HTTPS directly (PEM files), when no proxy terminates TLS: LTI launches from an LMS need it.
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> ServerSettings:
+        if (self.tls_certificate is None) != (self.tls_private_key is None):
+            raise ValueError("tls_certificate and tls_private_key: set both or neither")
+        for path in (self.tls_certificate, self.tls_private_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path}: no such file")
+        return self
 
 
 class WorkerSettings(_Section):
@@ -158,6 +174,20 @@ class LeaderboardSettings(_Section):
     size: PositiveInt = 10
 
 
+class LtiSettings(_Section):
+    """The LTI 1.3 tool: how launches are checked and how long their pages work."""
+
+    title: Annotated[str, Field(min_length=1, max_length=100)] = "Badges"
+    description: Annotated[str, Field(max_length=500)] = "Badges, progress and leaderboards for this course."
+    session_minutes: PositiveInt = 120  # how long a launch's pages keep working
+    clock_leeway_seconds: Annotated[float, Field(ge=0, le=300)] = 30.0  # platforms' clocks run ahead
+    max_token_age_seconds: PositiveFloat = 600.0  # an id_token issued longer ago is refused
+    timeout_seconds: PositiveFloat = 10.0  # every call to a platform (keys, tokens, services)
+    jwks_cache_seconds: PositiveFloat = 3600.0
+    jwks_refetch_seconds: PositiveFloat = 30.0  # at most one refetch per platform for an unknown key id
+    retired_key_days: NonNegativeInt = 14  # a rotated-out tool key stays published this long
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BRIDGE_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -189,6 +219,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     leaderboard: LeaderboardSettings = LeaderboardSettings()
     issuer: IssuerSettings = IssuerSettings()
+    lti: LtiSettings = LtiSettings()
 
     @field_validator("sync_schedule")
     @classmethod

@@ -81,10 +81,16 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         classify: Classifier = _no_classifier,
         sleep: Callable[[float], None] = time.sleep,
+        any_origin: bool = False,
     ) -> None:
+        """``any_origin=True`` lets :meth:`request` call hosts other than ``base_url``'s: for clients whose
+        URLs are handed in by a caller that vouches for them (LTI service URLs from a validated launch,
+        whose token endpoint is often on another host). Pagination still never leaves the first URL's host.
+        """
         self.base_url = base_url.rstrip("/") + "/"
         self.policy = policy
         self._origin = _origin(self.base_url)
+        self._any_origin = any_origin
         self._classify = classify
         self._sleep = sleep
         self._session = requests.Session()
@@ -110,12 +116,30 @@ class HttpClient:
         *,
         params: Any = None,
         data: Any = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        retry: bool = True,
+        decode: bool = True,
     ) -> tuple[Any, requests.Response]:
-        """The decoded JSON body and the response, after retries; raises an :class:`LmsError`."""
-        if _origin(url) != self._origin:
+        """The decoded JSON body and the response, after retries; raises an :class:`LmsError`.
+
+        ``headers`` add to (or override) the session's for this request only. ``retry=False`` makes one
+        attempt, for a caller that retries a larger unit itself (see :meth:`retrying`). ``decode=False``
+        returns ``None`` for the body and leaves the response to the caller: for answers that may be
+        empty, or whose body must never appear in an error message (an access token).
+        """
+        if not self._any_origin and _origin(url) != self._origin:
             # Pagination links are opaque; never send this platform's credentials anywhere else.
             raise PlatformStopped(f"refusing to follow a link off the platform's host: {_origin(url)}")
-        retrying = Retrying(
+        arguments = (method, url, params, data, json, headers, decode)
+        return self.retrying()(self._once, *arguments) if retry else self._once(*arguments)
+
+    def retrying(self) -> Retrying:
+        """This client's retry loop (policy, backoff, ``Retry-After``, sleep), to wrap a unit of several
+        requests that must be retried together, e.g. "look the item up, create it if missing": retrying the
+        creation alone after a timeout could create it twice.
+        """
+        return Retrying(
             stop=stop_after_attempt(self.policy.attempts),
             wait=self._wait,
             retry=retry_if_exception_type(Retryable),
@@ -123,7 +147,6 @@ class HttpClient:
             before_sleep=self._count_retry,
             reraise=True,
         )
-        return retrying(self._once, method, url, params, data)
 
     def paginate(self, url: str, params: Any = None) -> Iterator[Page]:
         """Pages of a list, following ``Link: rel="next"`` until there is none.
@@ -132,6 +155,10 @@ class HttpClient:
         """
         next_url: str | None = url
         while next_url is not None:
+            if _origin(next_url) != _origin(url):
+                raise PlatformStopped(
+                    f"refusing to follow a link off the platform's host: {_origin(next_url)}"
+                )
             body, response = self.request("GET", next_url, params=params)
             params = None
             next_url = response.links.get("next", {}).get("url")
@@ -140,13 +167,29 @@ class HttpClient:
     def close(self) -> None:
         self._session.close()
 
-    def _once(self, method: str, url: str, params: Any, data: Any) -> tuple[Any, requests.Response]:
+    def _once(
+        self,
+        method: str,
+        url: str,
+        params: Any,
+        data: Any,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        decode: bool = True,
+    ) -> tuple[Any, requests.Response]:
         self._wait_for_pace()
         with self._lock:
             self.calls += 1
         try:
             response = self._session.request(
-                method, url, params=params, data=data, timeout=self.policy.timeout, allow_redirects=False
+                method,
+                url,
+                params=params,
+                data=data,
+                json=json,
+                headers=dict(headers) if headers else None,
+                timeout=self.policy.timeout,
+                allow_redirects=False,
             )
         except requests.Timeout:
             raise Retryable(f"{method} {_path(url)}: no answer within {self.policy.timeout}s") from None
@@ -156,11 +199,13 @@ class HttpClient:
         self._classify(response)
         status = response.status_code
         if status == 429:
-            raise Retryable(f"{method} {_path(url)}: throttled (429)", _retry_after(response))
+            raise Retryable(f"{method} {_path(url)}: throttled (429)", retry_after(response))
         if status >= 500:
-            raise Retryable(f"{method} {_path(url)}: server error {status}", _retry_after(response))
+            raise Retryable(f"{method} {_path(url)}: server error {status}", retry_after(response))
         if status >= 400 or 300 <= status < 400:
             raise ItemSkipped(f"{method} {_path(url)}: HTTP {status}: {_snippet(response)}")
+        if not decode:
+            return None, response
         try:
             return response.json(), response
         except ValueError:
@@ -202,7 +247,8 @@ class HttpClient:
             self._sleep(delay)
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def retry_after(response: requests.Response) -> float | None:
+    """Seconds the server asks us to wait (``Retry-After``: seconds or an HTTP date), if it says."""
     value = response.headers.get("Retry-After")
     if value is None:
         return None

@@ -42,6 +42,7 @@ class SigningKey:
     created_at: datetime
     active: bool
     private_key: PrivateKey = field(repr=False, compare=False)
+    retired_at: datetime | None = None
 
     @property
     def public_key(self) -> PublicKey:
@@ -64,8 +65,9 @@ class SigningKey:
 class KeyRing:
     """The key set in one directory, re-read when another process (``keys rotate``) changed it."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, algorithms: tuple[Algorithm, ...] = ALGORITHMS) -> None:
         self.directory = directory
+        self.algorithms = algorithms
         self._keys: list[SigningKey] = []
         self._stamp: int | None = None
         self._secret: bytes | None = None
@@ -73,7 +75,12 @@ class KeyRing:
     @classmethod
     def open(cls, data_dir: Path) -> KeyRing:
         """The key ring of ``data_dir``, creating the directory, a first key pair and the secret."""
-        ring = cls(data_dir / "keys")
+        return cls.open_directory(data_dir / "keys", ALGORITHMS)
+
+    @classmethod
+    def open_directory(cls, directory: Path, algorithms: tuple[Algorithm, ...]) -> KeyRing:
+        """A key ring of its own (the LTI tool's, say), with a key of each of ``algorithms``."""
+        ring = cls(directory, algorithms)
         with ring._locked():
             if not (ring.directory / _MANIFEST).is_file():
                 ring._write_manifest(ring._generate_pair([]))
@@ -104,8 +111,10 @@ class KeyRing:
         """Retire the active pair and make a new one; returns the new keys."""
         with self._locked():
             entries = self._manifest_entries()
+            retired_at = datetime.now(UTC).replace(microsecond=0).isoformat()
             for entry in entries:
-                entry["active"] = False
+                if entry["active"]:
+                    entry["active"], entry["retired_at"] = False, retired_at
             new = self._generate_pair(entries)
             self._write_manifest(new + entries)
         return [k for k in self.all_keys() if k.kid in {e["kid"] for e in new}]
@@ -114,7 +123,7 @@ class KeyRing:
         taken = {e["kid"] for e in existing}
         now = datetime.now(UTC).replace(microsecond=0)
         entries = []
-        for alg in ALGORITHMS:
+        for alg in self.algorithms:
             kid = f"{_PREFIX[alg]}-{now:%Y%m%d}-{secrets.token_hex(4)}"
             assert kid not in taken  # 32 random bits per day: a clash means a broken random source
             key: PrivateKey = (
@@ -153,6 +162,9 @@ class KeyRing:
                     created_at=datetime.fromisoformat(entry["created_at"]),
                     active=bool(entry["active"]),
                     private_key=private,
+                    retired_at=(
+                        datetime.fromisoformat(entry["retired_at"]) if entry.get("retired_at") else None
+                    ),
                 )
             )
         loaded.sort(key=lambda k: k.created_at, reverse=True)  # stable: the manifest is newest first

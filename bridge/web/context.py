@@ -8,6 +8,7 @@ from flask import current_app
 
 from bridge.db.engine import Database
 from bridge.issuing.publisher import Publisher
+from bridge.lti.tool import LtiTool
 from bridge.metrics import QueueCollector
 from bridge.services.api_keys import ApiKeyVerifier
 from bridge.services.badge_admin import BadgeAdmin
@@ -30,6 +31,7 @@ class Services:
     publisher: Publisher
     connectors: Connectors  # one per LMS platform: its HTTP session and JWKS cache
     webhook_fetches: WebhookFetches
+    lti: LtiTool
 
 
 def services() -> Services:

@@ -109,3 +109,62 @@ def test_moodle_array_parameters_use_php_brackets() -> None:
         ("options[0][name]", "onlyactive"),
         ("options[0][value]", "1"),
     ]
+
+
+@responses.activate
+def test_per_request_headers_and_json_bodies_are_sent_and_not_kept_for_the_next_request() -> None:
+    url = f"{BASE}/api/lti/scores"
+    responses.post(url, json={})
+    responses.get(url, json={})
+    http = client([])
+    http.request(
+        "POST", url, json={"scoreGiven": 1}, headers={"Content-Type": "application/x+json", "X-A": "1"}
+    )
+    http.request("GET", url)
+    sent, then = responses.calls[0].request, responses.calls[1].request
+    assert sent.headers["Content-Type"] == "application/x+json" and sent.body == b'{"scoreGiven": 1}'
+    assert sent.headers["Authorization"] == "Bearer t"  # the session's headers still apply
+    assert "X-A" not in then.headers
+
+
+@responses.activate
+def test_other_hosts_are_refused_unless_the_client_allows_any_origin() -> None:
+    responses.get("https://sso.example.net/token", json={"ok": True})
+    with pytest.raises(PlatformStopped, match="off the platform's host"):
+        client([]).request("GET", "https://sso.example.net/token")
+    open_client = HttpClient(BASE, POLICY, sleep=lambda _s: None, any_origin=True)
+    assert open_client.request("GET", "https://sso.example.net/token")[0] == {"ok": True}
+
+
+@responses.activate
+def test_pagination_stays_on_the_first_urls_host_even_when_any_origin_is_allowed() -> None:
+    first = "https://other.example.edu/items"
+    responses.get(first, json=[1], headers={"Link": '<https://evil.test/steal>; rel="next"'})
+    open_client = HttpClient(BASE, POLICY, sleep=lambda _s: None, any_origin=True)
+    with pytest.raises(PlatformStopped, match="off the platform's host"):
+        list(open_client.paginate(first))
+    assert [call.request.url for call in responses.calls] == [first]
+
+
+@responses.activate
+def test_retry_false_makes_one_attempt_and_retrying_repeats_a_larger_unit() -> None:
+    url = f"{BASE}/api/v1/x"
+    responses.get(url, status=503)
+    responses.get(url, status=503)
+    responses.get(url, json={"ok": True})
+    sleeps: list[float] = []
+    http = client(sleeps)
+    with pytest.raises(Retryable, match="server error 503"):
+        http.request("GET", url, retry=False)
+    assert http.calls == 1 and sleeps == []
+    body, _ = http.retrying()(lambda: http.request("GET", url, retry=False))
+    assert body == {"ok": True} and (http.calls, http.retries, len(sleeps)) == (3, 1, 1)
+
+
+@responses.activate
+def test_decode_false_returns_an_empty_answer_without_retrying_it() -> None:
+    url = f"{BASE}/api/v1/x"
+    responses.post(url, body="")
+    http = client([])
+    body, response = http.request("POST", url, decode=False)
+    assert body is None and response.status_code == 200 and http.calls == 1

@@ -1,0 +1,380 @@
+"""The OIDC login and the launch, over pylti1p3, with the checks it leaves out (see reference/lti.md).
+
+pylti1p3 2.0.0 parses the request, finds the registration, runs the LTI message validators, builds
+the redirect and the Deep Linking response. Our subclasses close its gaps:
+- state is bound to the browser (a cookie) *and* to a server-side row that is deleted when used, so a
+  launch POST replayed, from the same browser or another, finds nothing;
+- the nonce is the one issued with that state, so it is single-use too (pylti1p3 only checks presence);
+- ``aud`` is checked, and ``azp`` required when ``aud`` is a list (OpenID Connect Core §3.1.3.7);
+- ``exp``, ``iat`` and ``nonce`` are required, with a small leeway for clock skew, and a token issued
+  longer ago than ``max_token_age`` is refused;
+- RS256 only, the key chosen by ``kid`` from the registration's JWKS (refetched once on an unknown kid);
+- the deployment must be approved; an unknown one is recorded as pending;
+- the LTI version and message type are checked, and so is ``target_link_uri``: login never redirects
+  anywhere but our own launch URL.
+Every refusal is a :class:`LaunchRefused` with a reason from a small fixed set (a metric label).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import jwt
+from pylti1p3.contrib.flask import FlaskCookieService, FlaskMessageLaunch, FlaskOIDCLogin, FlaskRequest
+from pylti1p3.exception import LtiException, OIDCException
+from pylti1p3.registration import Registration
+from pylti1p3.tool_config import ToolConfAbstract
+from sqlalchemy import delete, func, select
+
+from bridge.clock import utcnow
+from bridge.db.engine import Database
+from bridge.db.models_lti import LtiLoginState, LtiRegistration
+from bridge.issuing.keys import SigningKey
+from bridge.lti.platform_keys import KeyUnavailable, PlatformKeys
+from bridge.lti.registry import deployment_status, find_registration
+
+LTI = "https://purl.imsglobal.org/spec/lti/claim/"
+MESSAGE_TYPES = ("LtiResourceLinkRequest", "LtiDeepLinkingRequest")
+STATE_LIFETIME = timedelta(minutes=5)
+
+
+class LaunchRefused(Exception):
+    """A login or launch the tool will not accept; ``reason`` is a metric label, the message for people."""
+
+    def __init__(self, reason: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.status = reason, message, status
+
+
+class DeploymentPending(LaunchRefused):
+    def __init__(self, deployment_id: str) -> None:
+        super().__init__(
+            "deployment_pending",
+            f"This installation of the tool (deployment {deployment_id}) is waiting for an administrator "
+            "of the badge service to approve it.",
+            403,
+        )
+
+
+@dataclass(frozen=True)
+class LaunchPolicy:
+    launch_url: str  # the one redirect_uri we ever ask the platform to post to
+    tool_origin: str  # scheme://host[:port] a target_link_uri must be on
+    leeway_seconds: float = 30.0
+    max_token_age_seconds: float = 600.0
+
+
+class DatabaseToolConf(ToolConfAbstract):  # type: ignore[misc]
+    """pylti1p3's tool configuration, read from our registrations (active ones only)."""
+
+    def __init__(self, database: Database, tool_key: SigningKey) -> None:
+        super().__init__()
+        self._database = database
+        self._tool_key = tool_key
+
+    def check_iss_has_one_client(self, iss: str) -> bool:
+        # The base class keeps this in a dict shared by every instance; ask the database instead.
+        with self._database.read() as session:
+            count = session.scalar(
+                select(func.count()).select_from(LtiRegistration).where(LtiRegistration.issuer == iss)
+            )
+        return count == 1
+
+    def check_iss_has_many_clients(self, iss: str) -> bool:
+        return not self.check_iss_has_one_client(iss)
+
+    def find_registration_by_issuer(self, iss: str, *args: Any, **kwargs: Any) -> Registration | None:
+        with self._database.read() as session:
+            found = session.scalars(select(LtiRegistration).where(LtiRegistration.issuer == iss)).all()
+        return self.to_registration(found[0]) if len(found) == 1 and found[0].status == "active" else None
+
+    def find_registration_by_params(
+        self, iss: str, client_id: str | None, *args: Any, **kwargs: Any
+    ) -> Registration | None:
+        if not client_id:
+            return None
+        with self._database.read() as session:
+            found = find_registration(session, iss, client_id)
+        return self.to_registration(found) if found is not None and found.status == "active" else None
+
+    def find_deployment(self, iss: str, deployment_id: str) -> None:
+        raise NotImplementedError("deployments are checked by StrictMessageLaunch.validate_deployment")
+
+    def find_deployment_by_params(self, iss: str, deployment_id: str, client_id: str | None) -> None:
+        raise NotImplementedError("deployments are checked by StrictMessageLaunch.validate_deployment")
+
+    def to_registration(self, row: LtiRegistration) -> Registration:
+        pem = self._tool_key.private_key.private_bytes(*_PKCS8).decode("ascii")
+        registration = (
+            Registration()
+            .set_issuer(row.issuer)
+            .set_client_id(row.client_id)
+            .set_auth_login_url(row.auth_login_url)
+            .set_auth_token_url(row.auth_token_url)
+            .set_key_set_url(row.key_set_url)
+            .set_tool_private_key(pem)
+            .set_tool_public_key(self._tool_key.public_pem())
+        )
+        if row.auth_audience:
+            registration.set_auth_audience(row.auth_audience)
+        registration.bridge_id = row.id  # type: ignore[attr-defined]
+        registration.bridge_platform = row.platform  # type: ignore[attr-defined]
+        return registration
+
+
+def _pkcs8() -> tuple[Any, ...]:
+    from cryptography.hazmat.primitives import serialization
+
+    return (serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+_PKCS8 = _pkcs8()
+
+
+class ToolCookies(FlaskCookieService):  # type: ignore[misc]
+    """The state cookie: in an iframe on another site it is a third-party cookie, so over HTTPS it is
+    ``Secure; SameSite=None`` and ``Partitioned`` (CHIPS: kept per top-level site, as browsers that block
+    third-party cookies still allow); ``HttpOnly`` always."""
+
+    def update_response(self, response: Any) -> None:
+        secure = bool(self._request.is_secure())
+        for key, cookie in self._cookie_data_to_set.items():
+            response.set_cookie(
+                key,
+                cookie["value"],
+                max_age=cookie["exp"],
+                path="/lti/",
+                secure=secure,
+                httponly=True,
+                samesite="None" if secure else "Lax",
+                partitioned=secure,
+            )
+
+
+def _state_hash(state: str) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+class StrictLogin(FlaskOIDCLogin):  # type: ignore[misc]
+    def __init__(
+        self, request: FlaskRequest, tool_conf: DatabaseToolConf, database: Database, policy: LaunchPolicy
+    ):
+        super().__init__(request, tool_conf, cookie_service=ToolCookies(request))
+        self._database = database
+        self._policy = policy
+
+    def _prepare_redirect_url(self, launch_url: str) -> str:
+        try:
+            registration = self.validate_oidc_login()
+        except OIDCException as error:
+            if "registration" in str(error):
+                raise LaunchRefused(
+                    "unknown_registration", "The tool is not registered for this platform and client id.", 403
+                ) from None
+            raise LaunchRefused("bad_login", f"The login request is incomplete: {error}.") from None
+        target = self._get_request_param("target_link_uri")
+        if not target or origin(target) != self._policy.tool_origin:
+            # Never redirect to a target_link_uri elsewhere: the login would be an open redirect.
+            raise LaunchRefused("bad_target", "The login names a target that is not this tool.")
+        state = "state-" + secrets.token_urlsafe(32)
+        nonce = secrets.token_urlsafe(32)
+        with self._database.write() as session:
+            now = utcnow()
+            session.execute(delete(LtiLoginState).where(LtiLoginState.expires_at < now))
+            session.add(
+                LtiLoginState(
+                    state_hash=_state_hash(state),
+                    nonce=nonce,
+                    registration_id=registration.bridge_id,
+                    expires_at=now + STATE_LIFETIME,
+                )
+            )
+        self._cookie_service.set_cookie(state, state, int(STATE_LIFETIME.total_seconds()))
+        params = {
+            "scope": "openid",
+            "response_type": "id_token",
+            "response_mode": "form_post",
+            "prompt": "none",
+            "client_id": registration.get_client_id(),
+            "redirect_uri": launch_url,
+            "state": state,
+            "nonce": nonce,
+            "login_hint": self._get_request_param("login_hint"),
+        }
+        hint = self._get_request_param("lti_message_hint")
+        if hint:
+            params["lti_message_hint"] = hint
+        return f"{registration.get_auth_login_url()}?{urlencode(params)}"
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]``, lower-cased: what a URL must share with the tool to be the tool's."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class StrictLaunch(FlaskMessageLaunch):  # type: ignore[misc]
+    def __init__(
+        self,
+        request: FlaskRequest,
+        tool_conf: DatabaseToolConf,
+        database: Database,
+        policy: LaunchPolicy,
+        platform_keys: PlatformKeys,
+    ) -> None:
+        super().__init__(request, tool_conf, cookie_service=ToolCookies(request))
+        self._database = database
+        self._policy = policy
+        self._platform_keys = platform_keys
+        self._issued: LtiLoginState | None = None
+        self.set_jwt_verify_options({})  # never pylti1p3's verify_aud=False; see validate_jwt_signature
+
+    def validate(self) -> StrictLaunch:
+        try:
+            super().validate()
+        except LtiException as error:  # one of pylti1p3's own checks (the message validators)
+            raise LaunchRefused("bad_message", f"The launch message is not valid: {error}.") from None
+        return self
+
+    def validate_state(self) -> StrictLaunch:
+        state = self._get_request_param("state")
+        if not state:
+            raise LaunchRefused("missing_state", "The launch has no state.")
+        if self._cookie_service.get_cookie(state) != state:
+            # Not the browser that started the login (or it refuses cookies in this frame).
+            raise LaunchRefused(
+                "state_mismatch",
+                "This launch did not start in this browser. Open the tool again from the course; if it "
+                "keeps happening, allow cookies for this site or open the tool in a new window.",
+                401,
+            )
+        with self._database.write() as session:
+            issued = session.get(LtiLoginState, _state_hash(state))
+            if issued is not None:
+                session.delete(issued)  # used once, whatever happens next
+        if issued is None or issued.expires_at < utcnow():
+            raise LaunchRefused("state_unknown", "This launch was used already or has expired.", 401)
+        self._issued = issued
+        return self
+
+    def validate_jwt_format(self) -> StrictLaunch:
+        try:
+            super().validate_jwt_format()
+        except LtiException:
+            raise LaunchRefused("malformed_token", "The launch token cannot be read.") from None
+        header = self._jwt["header"]
+        if header.get("alg") != "RS256":
+            raise LaunchRefused("bad_algorithm", "The launch token is not signed with RS256.", 401)
+        if not isinstance(header.get("kid"), str):
+            raise LaunchRefused("unknown_key", "The launch token names no key.", 401)
+        if not isinstance(self._jwt.get("body"), dict):
+            raise LaunchRefused("malformed_token", "The launch token cannot be read.")
+        return self
+
+    def validate_nonce(self) -> StrictLaunch:
+        assert self._issued is not None
+        nonce = self._get_jwt_body().get("nonce")
+        if not isinstance(nonce, str) or not secrets.compare_digest(nonce, self._issued.nonce):
+            raise LaunchRefused("bad_nonce", "The launch token was not issued for this login.", 401)
+        return self
+
+    def get_client_id(self) -> str:
+        body = self._get_jwt_body()
+        aud, azp = body.get("aud"), body.get("azp")
+        if isinstance(aud, str):
+            client_id = aud
+        elif isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud):
+            # Several audiences: azp names ours and must be among them (OIDC Core §3.1.3.7, 1EdTech
+            # Security Framework §5.1.3).
+            if not isinstance(azp, str) or azp not in aud:
+                raise LaunchRefused("bad_audience", "The launch token has several audiences and no azp.", 401)
+            client_id = azp
+        else:
+            raise LaunchRefused("bad_audience", "The launch token has no audience.", 401)
+        if azp is not None and azp != client_id:
+            raise LaunchRefused("bad_audience", "The launch token's azp is not its audience.", 401)
+        return client_id
+
+    def validate_registration(self) -> StrictLaunch:
+        assert self._issued is not None
+        iss = self._get_jwt_body().get("iss")
+        if not isinstance(iss, str):
+            raise LaunchRefused("unknown_registration", "The launch token has no issuer.", 403)
+        registration = self._tool_config.find_registration_by_params(iss, self.get_client_id())
+        if registration is None or registration.bridge_id != self._issued.registration_id:
+            # Unknown, disabled, or not the registration this login was started for.
+            raise LaunchRefused(
+                "unknown_registration", "The launch comes from an unregistered platform.", 403
+            )
+        self._registration = registration
+        return self
+
+    def get_public_key(self) -> Any:
+        assert self._registration is not None
+        try:
+            return self._platform_keys.key(self._registration.get_key_set_url(), self._jwt["header"]["kid"])
+        except KeyUnavailable as error:
+            raise LaunchRefused(
+                "unknown_key", f"The launch token cannot be verified: {error}.", 401
+            ) from None
+
+    def validate_jwt_signature(self) -> StrictLaunch:
+        key = self.get_public_key().key
+        try:
+            claims = jwt.decode(
+                self._get_id_token(),
+                key,
+                algorithms=["RS256"],
+                audience=self.get_client_id(),
+                issuer=self._registration.get_issuer(),
+                leeway=self._policy.leeway_seconds,
+                options={"require": ["exp", "iat", "nonce", "aud", "iss"]},
+            )
+        except jwt.InvalidSignatureError:
+            raise LaunchRefused("bad_signature", "The launch token's signature is not valid.", 401) from None
+        except jwt.InvalidTokenError as error:
+            raise LaunchRefused("bad_claims", f"The launch token is not valid: {error}.", 401) from None
+        if claims["iat"] < time.time() - self._policy.max_token_age_seconds:
+            raise LaunchRefused("bad_claims", "The launch token was issued too long ago.", 401)
+        return self
+
+    def validate_deployment(self) -> StrictLaunch:
+        deployment_id = self._get_jwt_body().get(f"{LTI}deployment_id")
+        if not isinstance(deployment_id, str) or not deployment_id:
+            raise LaunchRefused("bad_message", "The launch has no deployment id.")
+        with self._database.write() as session:
+            status = deployment_status(session, self._registration.bridge_id, deployment_id)
+        if status == "pending":
+            raise DeploymentPending(deployment_id)
+        if status != "active":
+            raise LaunchRefused("deployment_disabled", "This installation of the tool is disabled.", 403)
+        return self
+
+    def validate_message(self) -> StrictLaunch:
+        body = self._get_jwt_body()
+        if body.get(f"{LTI}version") != "1.3.0":
+            raise LaunchRefused("bad_message", "The launch is not LTI 1.3.0.")
+        if body.get(f"{LTI}message_type") not in MESSAGE_TYPES:
+            raise LaunchRefused("bad_message", "The tool does not handle this kind of launch.")
+        target = body.get(f"{LTI}target_link_uri")
+        if not isinstance(target, str) or origin(target) != self._policy.tool_origin:
+            raise LaunchRefused("bad_target", "The launch targets another tool.")
+        super().validate_message()
+        return self
+
+    def save_launch_data(self) -> StrictLaunch:
+        return self  # the launch is stored by bridge.lti.sessions, bound to what it may do
+
+    @property
+    def registration(self) -> Registration:
+        return self._registration
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        return dict(self._get_jwt_body())

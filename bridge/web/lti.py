@@ -1,0 +1,209 @@
+"""The LTI 1.3 tool's protocol endpoints: login, launch, keys, configuration, Dynamic Registration,
+Deep Linking. Thin: each parses, calls ``bridge.lti``, and renders.
+
+Every refusal is a readable page that fits in the LMS's iframe (never a 500), logged with its reason and
+counted in ``bridge_lti_refusals``. Pages after a launch carry the launch token (``lt``) instead of a
+cookie, which browsers block in third-party iframes, and every POST carries the launch's CSRF token.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import requests
+from flask import (
+    Blueprint,
+    Response,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+from pylti1p3.contrib.flask import FlaskRequest
+from pylti1p3.exception import LtiException, OIDCException
+from werkzeug.exceptions import HTTPException
+
+from bridge import metrics
+from bridge.lti.dynamic_registration import RegistrationRefused, fetch_platform_configuration
+from bridge.lti.dynamic_registration import register as register_tool
+from bridge.lti.launch import LaunchRefused
+from bridge.lti.registry import store_dynamic_registration
+from bridge.lti.sessions import LaunchContext
+from bridge.lti.tool import DeepLinkItem, LtiTool
+from bridge.lti.tool_config import canvas_developer_key
+from bridge.services.badge_admin import list_badges
+from bridge.services.progress import learner_progress
+from bridge.web.context import services
+
+lti = Blueprint("lti", __name__, url_prefix="/lti")
+_STATIC = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
+
+
+def tool() -> LtiTool:
+    return services().lti
+
+
+def _page(template: str, status: int = 200, **values: Any) -> Response:
+    response = make_response(render_template(template, **values), status)
+    # The launch token is in the URL: never send it on to another site.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@lti.errorhandler(LaunchRefused)
+def _refused(error: LaunchRefused) -> Response:
+    metrics.LTI_REFUSALS.labels(error.reason).inc()
+    log.warning("lti.refused", extra={"reason": error.reason, "status": error.status, "path": request.path})
+    return _page("lti/error.html", error.status, message=error.message, reason=error.reason)
+
+
+@lti.errorhandler(LtiException)
+@lti.errorhandler(OIDCException)
+def _library_refused(error: Exception) -> Response:
+    return _refused(LaunchRefused("bad_message", f"The launch request is not valid: {error}."))
+
+
+@lti.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> Response:
+    status = error.code or 400
+    if status >= 500:
+        raise error
+    return _refused(LaunchRefused(f"http_{status}", error.description or error.name, status))
+
+
+@lti.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    return tool().login(FlaskRequest())
+
+
+@lti.post("/launch")
+def launch() -> Any:
+    context, validated = tool().launch(FlaskRequest())
+    token = tool().tokens.token(context.launch_id)
+    if validated.is_deep_link_launch():
+        return _page(
+            "lti/deep_linking.html",
+            context=context,
+            token=token,
+            csrf=tool().tokens.csrf(context.launch_id),
+            badges=list_badges(services().database),
+        )
+    if context.course is not None:
+        return redirect(url_for("lti.course_page", course=context.course, lt=token, _external=True), 303)
+    return redirect(url_for("lti.my_page", lt=token, _external=True), 303)
+
+
+def _context() -> LaunchContext:
+    context = tool().context(request.values.get("lt"))
+    if context is None:
+        raise LaunchRefused(
+            "session_expired", "This page has expired. Open the tool again from your course.", 401
+        )
+    return context
+
+
+@lti.get("/courses/<path:course>")
+def course_page(course: str) -> Response:
+    context = _context()
+    if context.course != course:
+        # A launch's token shows its own course only.
+        raise LaunchRefused("wrong_context", "This page belongs to another course.", 403)
+    return _learner_page(context)
+
+
+@lti.get("/me")
+def my_page() -> Response:
+    return _learner_page(_context())
+
+
+def _learner_page(context: LaunchContext) -> Response:
+    database, settings = services().database, services().settings
+    progress = learner_progress(database, settings, context.platform, context.lms_user_id)
+    return _page(
+        "lti/learner.html",
+        context=context,
+        earned=[p for p in progress if p.awarded_tiers],
+        working=[p for p in progress if not p.awarded_tiers],
+    )
+
+
+@lti.post("/deep-link")
+def deep_link() -> Response:
+    context = _context()
+    if not tool().tokens.csrf_matches(context.launch_id, request.form.get("csrf")):
+        raise LaunchRefused("bad_csrf", "The form was not sent from the tool's own page.", 403)
+    if not context.is_instructor:
+        raise LaunchRefused("not_allowed", "Only instructors can place badges in a course.", 403)
+    choice = request.form.get("item", "")
+    launch_url = tool().description.launch_url
+    if choice == "board":
+        items = [DeepLinkItem("Course badges", launch_url, {"bridge_view": "board"})]
+    else:
+        badges = {b.id: b for b in list_badges(services().database)}
+        if choice not in badges:
+            raise LaunchRefused("bad_choice", "Choose the course badges or one of the badges.", 422)
+        items = [DeepLinkItem(badges[choice].name, launch_url, {"bridge_badge": choice})]
+    jwt_value, return_url = tool().deep_linking_response(context, items)
+    return _page("lti/deep_linking_response.html", jwt=jwt_value, return_url=return_url)
+
+
+@lti.get("/register")
+def dynamic_registration() -> Response:
+    """LTI Dynamic Registration: the platform opens this URL (from ``badge-bridge lti invite``) with
+    ``openid_configuration`` and ``registration_token``; the registration is stored pending."""
+    platform_id = tool().invited_platform(request.args.get("invite"))
+    if platform_id is None:
+        raise LaunchRefused(
+            "bad_invite", "This registration link is not valid or has expired: ask for a new one.", 403
+        )
+    configuration_url = request.args.get("openid_configuration")
+    if not configuration_url:
+        raise LaunchRefused("bad_registration", "The platform did not send its openid_configuration.")
+    token = request.args.get("registration_token")
+    try:
+        with requests.Session() as http:
+            platform = fetch_platform_configuration(configuration_url, token, http)
+            registered = register_tool(tool().description, platform, token, http)
+    except RegistrationRefused as error:
+        raise LaunchRefused(
+            "bad_registration", f"The registration failed: {error}.", 502 if error.status else 400
+        ) from None
+    stored = store_dynamic_registration(services().database, registered, platform_id)
+    log.info(
+        "lti.registered", extra={"registration": stored.id, "issuer": stored.issuer, "platform": platform_id}
+    )
+    message = (
+        f"The badges tool is registered (number {stored.id}). An administrator of the badge service must "
+        "approve it before it can be launched."
+    )
+    return _page("lti/registered.html", message=message)
+
+
+@lti.get("/jwks.json")
+def jwks() -> Response:
+    response = jsonify(tool().jwks())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@lti.get("/canvas.json")
+def canvas_json() -> Response:
+    return jsonify(canvas_developer_key(tool().description))
+
+
+@lti.get("/icon.svg")
+def icon() -> Response:
+    return send_from_directory(_STATIC, "lti-icon.svg", mimetype="image/svg+xml", max_age=86400)
+
+
+@lti.get("/scripts/<any(autosubmit, registered):name>.js")
+def static_script(name: str) -> Response:
+    # Served by the tool itself (no CDN), a file rather than inline script so a strict CSP can hold.
+    return send_from_directory(_STATIC, f"{name}.js", mimetype="text/javascript", max_age=3600)
