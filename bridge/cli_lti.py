@@ -139,3 +139,54 @@ def lti_invite(ctx: _Context, platform: str) -> None:
         raise click.ClickException(f"platform {platform!r} is not configured")
     click.echo(LtiTool(ctx.database(), ctx.settings).registration_invite(platform))
     click.echo(f"(valid for {INVITE_DAYS} days)", err=True)
+
+
+@lti.command("grade-sync")
+@click.argument("registration_id", type=int)
+@click.argument("context_id")
+@click.option("--on/--off", "enabled", required=True, help="send badge points to the course's gradebook")
+@click.option("--as", "actor", default="cli", show_default=True, help="who is acting, for the audit log")
+@pass_context
+def lti_grade_sync(ctx: _Context, registration_id: int, context_id: str, enabled: bool, actor: str) -> None:
+    """Turn a course's "Badge points" gradebook column on or off (off by default)."""
+    from bridge.lti.grades import set_grade_sync
+
+    with _refusals():
+        sync = set_grade_sync(ctx.database(), registration_id, context_id, enabled, actor)
+    click.echo(f"course {sync.course}: grade sync {'on' if sync.enabled else 'off'}")
+
+
+@lti.command("push-grades")
+@click.option("--registration", "registration_id", type=int, help="only this registration's courses")
+@pass_context
+def lti_push_grades(ctx: _Context, registration_id: int | None) -> None:
+    """Send changed badge points to gradebooks now (the scheduler does it every minute)."""
+    from bridge.lti.jobs import lti_services
+
+    result = lti_services(ctx.database(), ctx.settings).grades.push(registration_id)
+    click.echo(
+        f"courses {result.contexts}, posted {result.posted}, unchanged {result.unchanged}, "
+        f"refused {result.refused}, failed {result.failed}"
+    )
+    if result.failed:
+        raise SystemExit(1)
+
+
+@lti.command("roster")
+@click.argument("registration_id", type=int)
+@click.argument("context_id")
+@pass_context
+def lti_roster(ctx: _Context, registration_id: int, context_id: str) -> None:
+    """Read a course's roster (names, emails) from the platform now."""
+    from bridge.lti.jobs import lti_services
+    from connectors.http import LmsError
+
+    rosters = lti_services(ctx.database(), ctx.settings).rosters
+    try:
+        with _refusals():
+            result = rosters.refresh(registration_id, context_id)
+    except LmsError as error:
+        raise click.ClickException(f"the platform refused: {error}") from None
+    finally:
+        rosters.close()
+    click.echo(f"members {result.members}, learners {result.learners_updated}, skipped {result.skipped}")

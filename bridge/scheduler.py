@@ -30,6 +30,9 @@ class Scheduler:
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.add_job("award-sweep", AWARD_SWEEP_CRON, lambda: award_sweep(database, settings))
         self._add_sync_jobs(database, settings)
+        from bridge.lti.jobs import schedule_lti_jobs  # the LTI tool's: grade push, rosters
+
+        schedule_lti_jobs(self, database, settings)
 
     def _add_sync_jobs(self, database: Database, settings: Settings) -> None:
         """Each Canvas and Moodle platform's sync on its own cron (default: the global nightly one)."""

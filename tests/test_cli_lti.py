@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 
 from bridge.cli import main
 from bridge.db.engine import Database
-from bridge.lti.registry import deployment_status
+from bridge.lti.store import LaunchStore
 from bridge.lti.tool import LtiTool
 from bridge.services.audit import audit_log
 from tests.conftest import make_settings, write_config
@@ -64,8 +64,7 @@ def test_list_shows_every_registration_with_its_deployments(config: Path, databa
     assert run(config, "lti", "list").stdout == ""
     first = register_moodle(config, "--deployment", "3")
     second = register_moodle(config, "--client-id", "second")  # the last --client-id wins
-    with database.write() as session:
-        deployment_status(session, int(second), "new-install")
+    LaunchStore(database).add_pending_deployment(int(second), "new-install")
     assert run(config, "lti", "list").stdout.splitlines() == [
         f"{first}\tactive\tmoodle1\thttps://moodle.example.edu\tclient kM4vZ9pQ2xR7tLw\tmanual",
         "\tdeployment 3\tactive",
@@ -96,8 +95,7 @@ def test_approve_approves_a_pending_deployment_first_seen_in_a_launch(
     config: Path, database: Database
 ) -> None:
     registration_id = register_moodle(config)
-    with database.write() as session:
-        deployment_status(session, int(registration_id), "new-install")
+    LaunchStore(database).add_pending_deployment(int(registration_id), "new-install")
     result = run(config, "lti", "approve", registration_id, "--deployment", "new-install")
     assert result.exit_code == 0 and result.stdout.splitlines()[1] == "\tdeployment new-install\tactive"
 

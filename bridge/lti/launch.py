@@ -30,14 +30,11 @@ from pylti1p3.contrib.flask import FlaskCookieService, FlaskMessageLaunch, Flask
 from pylti1p3.exception import LtiException, OIDCException
 from pylti1p3.registration import Registration
 from pylti1p3.tool_config import ToolConfAbstract
-from sqlalchemy import delete, func, select
 
 from bridge.clock import utcnow
-from bridge.db.engine import Database
-from bridge.db.models_lti import LtiLoginState, LtiRegistration
 from bridge.issuing.keys import SigningKey
 from bridge.lti.platform_keys import KeyUnavailable, PlatformKeys
-from bridge.lti.registry import deployment_status, find_registration
+from bridge.lti.store import IssuedState, LaunchStore, RegistrationRow
 
 LTI = "https://purl.imsglobal.org/spec/lti/claim/"
 MESSAGE_TYPES = ("LtiResourceLinkRequest", "LtiDeepLinkingRequest")
@@ -73,44 +70,36 @@ class LaunchPolicy:
 class DatabaseToolConf(ToolConfAbstract):  # type: ignore[misc]
     """pylti1p3's tool configuration, read from our registrations (active ones only)."""
 
-    def __init__(self, database: Database, tool_key: SigningKey) -> None:
+    def __init__(self, store: LaunchStore, tool_key: SigningKey, private_pem: str) -> None:
         super().__init__()
-        self._database = database
+        self._store = store
         self._tool_key = tool_key
+        self._private_pem = private_pem
 
     def check_iss_has_one_client(self, iss: str) -> bool:
         # The base class keeps this in a dict shared by every instance; ask the database instead.
-        with self._database.read() as session:
-            count = session.scalar(
-                select(func.count()).select_from(LtiRegistration).where(LtiRegistration.issuer == iss)
-            )
-        return count == 1
+        return len(self._store.registrations_of(iss)) == 1
 
     def check_iss_has_many_clients(self, iss: str) -> bool:
         return not self.check_iss_has_one_client(iss)
 
     def find_registration_by_issuer(self, iss: str, *args: Any, **kwargs: Any) -> Registration | None:
-        with self._database.read() as session:
-            found = session.scalars(select(LtiRegistration).where(LtiRegistration.issuer == iss)).all()
+        found = self._store.registrations_of(iss)
         return self.to_registration(found[0]) if len(found) == 1 and found[0].status == "active" else None
 
     def find_registration_by_params(
         self, iss: str, client_id: str | None, *args: Any, **kwargs: Any
     ) -> Registration | None:
-        if not client_id:
-            return None
-        with self._database.read() as session:
-            found = find_registration(session, iss, client_id)
+        found = self._store.registration(iss, client_id) if client_id else None
         return self.to_registration(found) if found is not None and found.status == "active" else None
 
     def find_deployment(self, iss: str, deployment_id: str) -> None:
-        raise NotImplementedError("deployments are checked by StrictMessageLaunch.validate_deployment")
+        raise NotImplementedError("deployments are checked by StrictLaunch.validate_deployment")
 
     def find_deployment_by_params(self, iss: str, deployment_id: str, client_id: str | None) -> None:
-        raise NotImplementedError("deployments are checked by StrictMessageLaunch.validate_deployment")
+        raise NotImplementedError("deployments are checked by StrictLaunch.validate_deployment")
 
-    def to_registration(self, row: LtiRegistration) -> Registration:
-        pem = self._tool_key.private_key.private_bytes(*_PKCS8).decode("ascii")
+    def to_registration(self, row: RegistrationRow) -> Registration:
         registration = (
             Registration()
             .set_issuer(row.issuer)
@@ -118,7 +107,7 @@ class DatabaseToolConf(ToolConfAbstract):  # type: ignore[misc]
             .set_auth_login_url(row.auth_login_url)
             .set_auth_token_url(row.auth_token_url)
             .set_key_set_url(row.key_set_url)
-            .set_tool_private_key(pem)
+            .set_tool_private_key(self._private_pem)
             .set_tool_public_key(self._tool_key.public_pem())
         )
         if row.auth_audience:
@@ -126,15 +115,6 @@ class DatabaseToolConf(ToolConfAbstract):  # type: ignore[misc]
         registration.bridge_id = row.id  # type: ignore[attr-defined]
         registration.bridge_platform = row.platform  # type: ignore[attr-defined]
         return registration
-
-
-def _pkcs8() -> tuple[Any, ...]:
-    from cryptography.hazmat.primitives import serialization
-
-    return (serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-
-
-_PKCS8 = _pkcs8()
 
 
 class ToolCookies(FlaskCookieService):  # type: ignore[misc]
@@ -163,10 +143,10 @@ def _state_hash(state: str) -> str:
 
 class StrictLogin(FlaskOIDCLogin):  # type: ignore[misc]
     def __init__(
-        self, request: FlaskRequest, tool_conf: DatabaseToolConf, database: Database, policy: LaunchPolicy
-    ):
+        self, request: FlaskRequest, tool_conf: DatabaseToolConf, store: LaunchStore, policy: LaunchPolicy
+    ) -> None:
         super().__init__(request, tool_conf, cookie_service=ToolCookies(request))
-        self._database = database
+        self._store = store
         self._policy = policy
 
     def _prepare_redirect_url(self, launch_url: str) -> str:
@@ -184,17 +164,7 @@ class StrictLogin(FlaskOIDCLogin):  # type: ignore[misc]
             raise LaunchRefused("bad_target", "The login names a target that is not this tool.")
         state = "state-" + secrets.token_urlsafe(32)
         nonce = secrets.token_urlsafe(32)
-        with self._database.write() as session:
-            now = utcnow()
-            session.execute(delete(LtiLoginState).where(LtiLoginState.expires_at < now))
-            session.add(
-                LtiLoginState(
-                    state_hash=_state_hash(state),
-                    nonce=nonce,
-                    registration_id=registration.bridge_id,
-                    expires_at=now + STATE_LIFETIME,
-                )
-            )
+        self._store.issue_state(_state_hash(state), nonce, registration.bridge_id, utcnow() + STATE_LIFETIME)
         self._cookie_service.set_cookie(state, state, int(STATE_LIFETIME.total_seconds()))
         params = {
             "scope": "openid",
@@ -224,23 +194,34 @@ class StrictLaunch(FlaskMessageLaunch):  # type: ignore[misc]
         self,
         request: FlaskRequest,
         tool_conf: DatabaseToolConf,
-        database: Database,
+        store: LaunchStore,
         policy: LaunchPolicy,
         platform_keys: PlatformKeys,
     ) -> None:
         super().__init__(request, tool_conf, cookie_service=ToolCookies(request))
-        self._database = database
+        self._store = store
         self._policy = policy
         self._platform_keys = platform_keys
-        self._issued: LtiLoginState | None = None
+        self._issued: IssuedState | None = None
+        self.state_hash: str | None = None
+        self._deployment_status: str | None = None
         self.set_jwt_verify_options({})  # never pylti1p3's verify_aud=False; see validate_jwt_signature
 
     def validate(self) -> StrictLaunch:
+        """Every check; a refused launch's state is deleted here (a valid one's when it is recorded)."""
         try:
             super().validate()
         except LtiException as error:  # one of pylti1p3's own checks (the message validators)
+            self._discard_state()
             raise LaunchRefused("bad_message", f"The launch message is not valid: {error}.") from None
+        except BaseException:
+            self._discard_state()
+            raise
         return self
+
+    def _discard_state(self) -> None:
+        if self.state_hash is not None and self._issued is not None:
+            self._store.discard_state(self.state_hash)
 
     def validate_state(self) -> StrictLaunch:
         state = self._get_request_param("state")
@@ -254,13 +235,11 @@ class StrictLaunch(FlaskMessageLaunch):  # type: ignore[misc]
                 "keeps happening, allow cookies for this site or open the tool in a new window.",
                 401,
             )
-        with self._database.write() as session:
-            issued = session.get(LtiLoginState, _state_hash(state))
-            if issued is not None:
-                session.delete(issued)  # used once, whatever happens next
+        self.state_hash = _state_hash(state)
+        issued = self._store.state(self.state_hash)
         if issued is None or issued.expires_at < utcnow():
             raise LaunchRefused("state_unknown", "This launch was used already or has expired.", 401)
-        self._issued = issued
+        self._issued = issued  # from here on, whatever the outcome, the state is used up
         return self
 
     def validate_jwt_format(self) -> StrictLaunch:
@@ -306,13 +285,18 @@ class StrictLaunch(FlaskMessageLaunch):  # type: ignore[misc]
         iss = self._get_jwt_body().get("iss")
         if not isinstance(iss, str):
             raise LaunchRefused("unknown_registration", "The launch token has no issuer.", 403)
-        registration = self._tool_config.find_registration_by_params(iss, self.get_client_id())
-        if registration is None or registration.bridge_id != self._issued.registration_id:
+        deployment_id = self._get_jwt_body().get(f"{LTI}deployment_id")
+        if not isinstance(deployment_id, str) or not deployment_id:
+            raise LaunchRefused("bad_message", "The launch has no deployment id.")
+        # The deployment's status comes with the registration (one read), used once the token is verified.
+        found = self._store.registration_with_deployment(iss, self.get_client_id(), deployment_id)
+        if found is None or found[0].status != "active" or found[0].id != self._issued.registration_id:
             # Unknown, disabled, or not the registration this login was started for.
             raise LaunchRefused(
                 "unknown_registration", "The launch comes from an unregistered platform.", 403
             )
-        self._registration = registration
+        self._registration = self._tool_config.to_registration(found[0])
+        self._deployment_status = found[1]
         return self
 
     def get_public_key(self) -> Any:
@@ -345,12 +329,11 @@ class StrictLaunch(FlaskMessageLaunch):  # type: ignore[misc]
         return self
 
     def validate_deployment(self) -> StrictLaunch:
-        deployment_id = self._get_jwt_body().get(f"{LTI}deployment_id")
-        if not isinstance(deployment_id, str) or not deployment_id:
-            raise LaunchRefused("bad_message", "The launch has no deployment id.")
-        with self._database.write() as session:
-            status = deployment_status(session, self._registration.bridge_id, deployment_id)
-        if status == "pending":
+        deployment_id = self._get_jwt_body()[f"{LTI}deployment_id"]  # checked with the registration
+        status = self._deployment_status
+        if status is None:  # first seen: recorded for an administrator, now that the token is verified
+            self._store.add_pending_deployment(self._registration.bridge_id, deployment_id)
+        if status in (None, "pending"):
             raise DeploymentPending(deployment_id)
         if status != "active":
             raise LaunchRefused("deployment_disabled", "This installation of the tool is disabled.", 403)

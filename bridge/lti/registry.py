@@ -204,39 +204,6 @@ def _decide(deployment: LtiDeployment, status: str, actor: str, now: datetime) -
     deployment.status, deployment.decided_at, deployment.decided_by = status, now, actor
 
 
-def find_registration(session: Session, issuer: str, client_id: str) -> LtiRegistration | None:
-    """By issuer and client id together: Canvas gives every hosted tenant the same issuer."""
-    return session.scalars(
-        select(LtiRegistration).where(
-            LtiRegistration.issuer == issuer, LtiRegistration.client_id == client_id
-        )
-    ).one_or_none()
-
-
-def deployment_status(session: Session, registration_id: int, deployment_id: str) -> str:
-    """``active``, ``disabled`` or ``pending``; a deployment never seen is recorded as pending."""
-    found = session.scalars(
-        select(LtiDeployment.status).where(
-            LtiDeployment.registration_id == registration_id, LtiDeployment.deployment_id == deployment_id
-        )
-    ).one_or_none()
-    if found is not None:
-        return found
-    try:
-        with session.begin_nested():
-            session.add(
-                LtiDeployment(
-                    registration_id=registration_id,
-                    deployment_id=deployment_id,
-                    status="pending",
-                    created_at=utcnow(),
-                )
-            )
-    except IntegrityError:  # another launch recorded it at the same moment
-        pass
-    return "pending"
-
-
 def store_dynamic_registration(
     database: Database, registered: RegisteredTool, platform: str
 ) -> RegistrationInfo:

@@ -23,13 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bridge.clock import utcnow
+from bridge.db.driver import Driver
 from bridge.db.engine import Database
-from bridge.db.models import CourseMember, Learner
-from bridge.db.models_lti import LtiContext, LtiLaunch, LtiUser
-from bridge.db.pseudonyms import new_pseudonym
-from bridge.db.upsert import insert_ignoring_conflicts
+from bridge.db.models import Learner
+from bridge.db.models_lti import LtiLaunch
+from bridge.lti.identity import KnownLearner, learner_for, remember_context
 from bridge.lti.launch import LTI, LaunchRefused
 from bridge.lti.roles import ADMINISTRATOR, INSTRUCTOR, bridge_roles
+from bridge.lti.store import LaunchStore, StateUsed
 from connectors.lti_identity import lti_identity
 
 NRPS = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"
@@ -87,54 +88,85 @@ class LaunchTokens:
 
 
 def record_launch(
-    database: Database,
+    store: LaunchStore,
+    state_hash: str,
     claims: Mapping[str, Any],
     registration_id: int,
     platform: str,
     kind: str,
     lifetime: timedelta,
 ) -> LaunchContext:
-    """Store a validated launch: the learner (created if new), their LTI identity, name and email, the
-    course's LTI Advantage endpoints, and the launch itself."""
+    """Store a validated launch, in the transaction that uses up its state: the learner (created if new),
+    their LTI identity, name and email, the course's LTI Advantage endpoints, and the launch itself."""
     identity = lti_identity(kind, claims)
     if identity.user_id is None:
+        store.discard_state(state_hash)
         needed = identity.missing or "the user's id (sub)"
         raise LaunchRefused(
             "unknown_user", f"The launch does not say who you are: the platform must send {needed}."
         )
+    user_id = identity.user_id
     roles = bridge_roles(claims.get(f"{LTI}roles") or [])
     context = claims.get(f"{LTI}context") if isinstance(claims.get(f"{LTI}context"), Mapping) else None
     context_id = context.get("id") if context and isinstance(context.get("id"), str) else None
-    name, email = _text(claims.get("name")), _text(claims.get("email"))
+    course = identity.course_id if context_id is not None else None
     sub = _text(claims.get("sub"))
-    now = utcnow()
-    with database.write() as session:
-        learner = _learner(session, platform, identity.user_id)
-        if sub is not None:
-            _remember_user(session, registration_id, sub, learner, name, email)
-        if context_id is not None and identity.course_id is not None:
-            _remember_context(session, registration_id, claims, context, platform, identity.course_id)
-            session.execute(
-                insert_ignoring_conflicts(session.get_bind().dialect.name, CourseMember.__table__).values(
-                    learner_id=learner.id, course=identity.course_id, first_seen_at=now
-                )
-            )
-        launch = LtiLaunch(
-            id=str(uuid.uuid4()),
-            registration_id=registration_id,
-            deployment_id=claims[f"{LTI}deployment_id"],
-            message_type=claims[f"{LTI}message_type"],
-            sub=sub,
-            learner_id=learner.id,
-            context_id=context_id,
-            course=identity.course_id if context_id is not None else None,
-            roles=roles,
-            claims=dict(claims),
-            created_at=now,
-            expires_at=now + lifetime,
-        )
-        session.add(launch)
-        return _context(launch, platform, learner)
+    deployment_id, message_type = claims[f"{LTI}deployment_id"], claims[f"{LTI}message_type"]
+    launch_id = str(uuid.uuid4())
+
+    def write(session: Session, driver: Driver) -> KnownLearner:
+        name, email = _text(claims.get("name")), _text(claims.get("email"))
+        learner = learner_for(session, driver, platform, user_id, registration_id, sub, name, email)
+        if context is not None and context_id is not None and course is not None:
+            values = _context_values(claims, context, platform, course)
+            remember_context(session, driver, registration_id, context_id, values, learner.id)
+        now = utcnow()
+        row = (
+            launch_id, registration_id, deployment_id, message_type, sub, learner.id, context_id, course,
+            driver.json(roles), driver.json(claims), driver.time(now), driver.time(now + lifetime),
+        )  # fmt: skip
+        driver.execute_many(session, _insert_launch(driver), [row])
+        return learner
+
+    try:
+        learner = store.record(state_hash, write)
+    except StateUsed:
+        raise LaunchRefused("state_unknown", "This launch was used already or has expired.", 401) from None
+    return LaunchContext(
+        launch_id, registration_id, platform, deployment_id, message_type, learner.id, user_id,
+        learner.display_name, context_id, course, tuple(roles), claims,
+    )  # fmt: skip
+
+
+def _insert_launch(driver: Driver) -> str:
+    j, m = driver.json_mark, driver.mark
+    return (
+        "INSERT INTO lti_launches (id, registration_id, deployment_id, message_type, sub, learner_id, "
+        "context_id, course, roles, claims, created_at, expires_at) "
+        f"VALUES ({driver.marks(8)}, {j}, {j}, {m}, {m})"
+    )
+
+
+def _context_values(
+    claims: Mapping[str, Any], context: Mapping[str, Any], platform: str, course: str
+) -> dict[str, Any]:
+    nrps = claims.get(NRPS) if isinstance(claims.get(NRPS), Mapping) else {}
+    ags = claims.get(AGS) if isinstance(claims.get(AGS), Mapping) else {}
+    scopes = ags.get("scope") if isinstance(ags.get("scope"), list) else []
+    return {
+        "deployment_id": claims[f"{LTI}deployment_id"],
+        "platform": platform,
+        "course": course,
+        "title": _text(context.get("title")) or _text(context.get("label")),
+        # Service URLs only from a validated launch of this registration: never from anything a user sends.
+        "memberships_url": _url(nrps.get("context_memberships_url")),
+        "lineitems_url": _url(ags.get("lineitems")),
+        "ags_scopes": [scope for scope in scopes if isinstance(scope, str)],
+    }
+
+
+def _url(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.startswith(("https://", "http://")) else None
 
 
 def find_launch(database: Database, launch_id: str) -> LaunchContext | None:
@@ -168,61 +200,3 @@ def _context(launch: LtiLaunch, platform: str, learner: Learner) -> LaunchContex
 
 def _text(value: Any) -> str | None:
     return value.strip()[:255] if isinstance(value, str) and value.strip() else None
-
-
-def _learner(session: Session, platform: str, lms_user_id: str) -> Learner:
-    session.execute(
-        insert_ignoring_conflicts(session.get_bind().dialect.name, Learner.__table__).values(
-            platform=platform,
-            lms_user_id=lms_user_id,
-            points=0,
-            pseudonym=new_pseudonym(),
-            created_at=utcnow(),
-        )
-    )
-    return session.scalars(
-        select(Learner).where(Learner.platform == platform, Learner.lms_user_id == lms_user_id)
-    ).one()
-
-
-def _remember_user(
-    session: Session, registration_id: int, sub: str, learner: Learner, name: str | None, email: str | None
-) -> None:
-    """The LMS's name and email stand for the learner, unless the learner chose others: a name or email
-    still equal to what an LMS last said was the LMS's, and follows it."""
-    user = session.get(LtiUser, (registration_id, sub))
-    said_before = {
-        (u.name, u.email) for u in session.scalars(select(LtiUser).where(LtiUser.learner_id == learner.id))
-    }
-    if name and (learner.display_name is None or learner.display_name in {n for n, _ in said_before}):
-        learner.display_name = name
-    if email and (learner.email is None or learner.email in {e for _, e in said_before}):
-        learner.email = email.lower()
-    if user is None:
-        user = LtiUser(registration_id=registration_id, sub=sub)
-        session.add(user)
-    user.learner_id, user.name, user.email, user.updated_at = learner.id, name, email, utcnow()
-
-
-def _remember_context(
-    session: Session,
-    registration_id: int,
-    claims: Mapping[str, Any],
-    context: Mapping[str, Any],
-    platform: str,
-    course: str,
-) -> None:
-    nrps = claims.get(NRPS) if isinstance(claims.get(NRPS), Mapping) else {}
-    ags = claims.get(AGS) if isinstance(claims.get(AGS), Mapping) else {}
-    row = session.get(LtiContext, (registration_id, context["id"]))
-    if row is None:
-        row = LtiContext(registration_id=registration_id, context_id=context["id"], grade_sync=False)
-        session.add(row)
-    row.deployment_id = claims[f"{LTI}deployment_id"]
-    row.platform, row.course = platform, course
-    row.title = _text(context.get("title")) or _text(context.get("label"))
-    # Service URLs only from a validated launch of this registration: never from anything a user sends.
-    row.memberships_url = nrps.get("context_memberships_url") or row.memberships_url
-    row.lineitems_url = ags.get("lineitems") or row.lineitems_url
-    row.ags_scopes = [s for s in ags.get("scope", []) if isinstance(s, str)] or list(row.ags_scopes or [])
-    row.updated_at = utcnow()

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pylti1p3.contrib.flask import FlaskRequest
 from pylti1p3.deep_link_resource import DeepLinkResource
@@ -21,6 +22,7 @@ from bridge import metrics
 from bridge.db.engine import Database
 from bridge.db.models_lti import LtiRegistration
 from bridge.issuing.keys import KeyRing, SigningKey
+from bridge.lti.jobs import lti_services
 from bridge.lti.launch import (
     DatabaseToolConf,
     LaunchPolicy,
@@ -31,6 +33,7 @@ from bridge.lti.launch import (
 )
 from bridge.lti.platform_keys import PlatformKeys
 from bridge.lti.sessions import LaunchContext, LaunchTokens, find_launch, record_launch
+from bridge.lti.store import LaunchStore
 from bridge.lti.tool_config import ToolDescription
 from bridge.settings import Settings
 
@@ -50,6 +53,9 @@ class LtiTool:
     def __init__(self, database: Database, settings: Settings) -> None:
         self._database = database
         self._settings = settings
+        self.store = LaunchStore(database)
+        self.services = lti_services(database, settings)
+        self._pem: tuple[str, str] | None = None
         lti = settings.lti
         base = str(settings.public_base_url).rstrip("/")
         self.description = ToolDescription(lti.title, lti.description, base)
@@ -103,15 +109,21 @@ class LtiTool:
         return platform if isinstance(platform, str) and self._settings.platform(platform) else None
 
     def _tool_conf(self) -> DatabaseToolConf:
-        return DatabaseToolConf(self._database, self.signing_key)
+        key = self.signing_key
+        if self._pem is None or self._pem[0] != key.kid:  # exported once per key, not per launch
+            pem = key.private_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            self._pem = (key.kid, pem.decode("ascii"))
+        return DatabaseToolConf(self.store, key, self._pem[1])
 
     def login(self, request: FlaskRequest) -> Any:
         """The redirect to the platform's authorization endpoint (a Flask response)."""
-        login = StrictLogin(request, self._tool_conf(), self._database, self.policy)
+        login = StrictLogin(request, self._tool_conf(), self.store, self.policy)
         return login.redirect(self.description.launch_url)
 
     def launch(self, request: FlaskRequest) -> tuple[LaunchContext, StrictLaunch]:
-        launch = StrictLaunch(request, self._tool_conf(), self._database, self.policy, self.platform_keys)
+        launch = StrictLaunch(request, self._tool_conf(), self.store, self.policy, self.platform_keys)
         launch.validate()
         registration = launch.registration
         platform = self._settings.platform(registration.bridge_platform)
@@ -121,8 +133,10 @@ class LtiTool:
                 "The platform this tool is registered for is no longer configured.",
                 403,
             )
+        assert launch.state_hash is not None
         context = record_launch(
-            self._database,
+            self.store,
+            launch.state_hash,
             launch.claims,
             registration.bridge_id,
             platform.id,
@@ -130,6 +144,9 @@ class LtiTool:
             self.tokens.lifetime,
         )
         metrics.LTI_LAUNCHES.labels(platform.id, context.message_type).inc()
+        if context.is_instructor and context.context_id is not None:
+            # The course's roster (names, emails), read off the request; at most every few minutes.
+            self.services.rosters.refresh_in_background(context.registration_id, context.context_id)
         return context, launch
 
     def context(self, token: str | None) -> LaunchContext | None:

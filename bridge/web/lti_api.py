@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
+from bridge.lti.grades import set_grade_sync
 from bridge.lti.registry import NewRegistration, list_registrations, register, set_status
 from bridge.web.access import authorise
 from bridge.web.context import services
@@ -77,3 +78,19 @@ def post_status(registration_id: int) -> Response:
         services().database, registration_id, body.status, actor=actor, deployment_id=body.deployment_id
     )
     return jsonify(asdict(changed))
+
+
+class GradeSyncIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+
+
+@lti_api.put("/registrations/<int:registration_id>/contexts/<path:context_id>/grade-sync")
+def put_grade_sync(registration_id: int, context_id: str) -> Response:
+    """Turn a course's "Badge points" gradebook column on or off (off by default)."""
+    actor = authorise(write=True)
+    body = validated(GradeSyncIn, json_body(), "invalid_grade_sync")
+    return jsonify(
+        asdict(set_grade_sync(services().database, registration_id, context_id, body.enabled, actor))
+    )

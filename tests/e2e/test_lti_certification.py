@@ -17,7 +17,7 @@ import requests
 
 from tests.conftest import process_env
 from tests.e2e.lti_server import SECOND_CANVAS_CLIENT, ToolServer, tool_server
-from tests.e2e.processes import BADGE_BRIDGE
+from tests.e2e.processes import BADGE_BRIDGE, wait_until
 
 pytestmark = pytest.mark.slow
 ROLES = "https://purl.imsglobal.org/spec/lti/claim/roles"
@@ -383,3 +383,91 @@ def test_dynamic_registration_needs_a_valid_invite(tool: ToolServer) -> None:
     )
     assert response.status_code == 403 and "bad_invite" in response.text
     assert tool.stored() == before
+
+
+# --- Names and Role Provisioning, Assignment and Grade Services --------------------------------------------
+
+
+def test_an_instructor_launch_reads_the_course_roster_in_the_background(tool: ToolServer) -> None:
+    from sqlalchemy import select
+
+    from bridge.db.models import Learner
+
+    assert tool.launch(tool.browser(), "moodle", roles="instructor").status_code == 303
+
+    def roster_read() -> bool:
+        with tool.database.read() as session:
+            return (
+                session.scalar(
+                    select(Learner.display_name).where(
+                        Learner.platform == "moodle1", Learner.lms_user_id == "106"
+                    )
+                )
+                is not None
+            )
+
+    wait_until(roster_read, 20, "the roster to be read")
+    pages = tool.moodle.requests_to("/nrps/")
+    assert len(pages) >= 2
+    assert any("AbC" in page.path for page in pages)  # the next link followed exactly, case and all
+    assert all(page.header("Authorization").startswith("Bearer ") for page in pages)
+
+
+def _cli(tool: ToolServer, *args: str) -> str:
+    result = subprocess.run(
+        [BADGE_BRIDGE, *args], env=process_env(tool.config), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_badge_points_reach_the_gradebook_once_grade_sync_is_on(tool: ToolServer) -> None:
+    from bridge.services.api_keys import create_key
+
+    tool.launch(tool.browser(), "moodle", roles="instructor")
+    tool.launch(tool.browser(), "moodle", {"sub": "105"}, roles="learner")
+    key = create_key(tool.database, f"e2e-{time.time_ns()}")
+    event = {"platform": "moodle1", "event_key": "login-ags-1", "kind": "login", "learner": "105"}
+    posted = tool.browser().post(
+        f"{tool.base}/api/v1/events", json=event, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    assert posted.status_code in (200, 202)
+    assert "grade sync on" in _cli(tool, "lti", "grade-sync", "1", "2", "--on")
+
+    def scored() -> bool:
+        _cli(tool, "lti", "push-grades")
+        return any(s["score"]["userId"] == "105" and s["score"]["scoreGiven"] > 0 for s in tool.moodle.scores)
+
+    wait_until(scored, 30, "the learner's badge points in the gradebook")
+    ours = [item for item in tool.moodle.lineitems("2").values() if item.get("tag") == "badge-points"]
+    assert [item["label"] for item in ours] == ["Badge points"]  # made once, beside the course's own
+
+
+def test_a_pending_deployment_launches_once_an_administrator_approves_it(tool: ToolServer) -> None:
+    install = {"deployment_id": "77"}
+    refused = tool.launch(claims=install, login=install)
+    assert refused.status_code == 403 and "waiting for an administrator" in refused.text
+    assert "pending" in _cli(tool, "lti", "list")
+    _cli(tool, "lti", "approve", "1", "--deployment", "77", "--as", "it-admin")
+    assert tool.launch(claims=install, login=install).status_code == 303
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {},
+        {"state": "state-x"},
+        {"id_token": "not.a.jwt", "state": "state-x"},
+        {"id_token": "%%%", "state": ""},
+    ],
+)
+def test_malformed_launches_are_answered_4xx_never_500(tool: ToolServer, form: dict[str, str]) -> None:
+    response = tool.browser().post(f"{tool.base}/lti/launch", data=form, timeout=10)
+    assert 400 <= response.status_code < 500 and "text/html" in response.headers["Content-Type"]
+
+
+def test_malformed_logins_are_answered_4xx_never_500(tool: ToolServer) -> None:
+    browser = tool.browser()
+    for params in ({}, {"iss": tool.moodle.issuer}, {"iss": tool.moodle.issuer, "login_hint": "105"}):
+        response = browser.get(f"{tool.base}/lti/login", params=params, allow_redirects=False, timeout=10)
+        assert 400 <= response.status_code < 500, (params, response.status_code)

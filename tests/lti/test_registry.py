@@ -10,13 +10,12 @@ from bridge.db.engine import Database
 from bridge.lti.dynamic_registration import RegisteredTool
 from bridge.lti.registry import (
     NewRegistration,
-    deployment_status,
-    find_registration,
     list_registrations,
     register,
     set_status,
     store_dynamic_registration,
 )
+from bridge.lti.store import LaunchStore
 from bridge.services.audit import audit_log
 from bridge.services.errors import Conflict, Invalid, NotFound
 
@@ -57,8 +56,7 @@ def add(database: Database, new: NewRegistration = MOODLE, **kwargs: object) -> 
 
 def add_deployment(database: Database, registration_id: int, deployment_id: str, status: str) -> None:
     """A deployment first seen in a launch (pending), then decided as ``status``."""
-    with database.write() as session:
-        deployment_status(session, registration_id, deployment_id)
+    LaunchStore(database).add_pending_deployment(registration_id, deployment_id)
     if status != "pending":
         set_status(database, registration_id, status, actor="admin", deployment_id=deployment_id)
 
@@ -150,13 +148,13 @@ def test_one_issuer_with_two_client_ids_is_two_registrations_found_by_both(datab
     first = add(database, CANVAS)
     second = add(database, replace(CANVAS, client_id="10000000000002"))
     assert first != second
-    with database.read() as session:
-        found = find_registration(session, "https://canvas.instructure.com", "10000000000001")
-        assert found is not None and found.id == first
-        found = find_registration(session, "https://canvas.instructure.com", "10000000000002")
-        assert found is not None and found.id == second
-        assert find_registration(session, "https://canvas.instructure.com", "10000000000003") is None
-        assert find_registration(session, "https://other.instructure.com", "10000000000001") is None
+    store = LaunchStore(database)
+    found = store.registration("https://canvas.instructure.com", "10000000000001")
+    assert found is not None and found.id == first
+    found = store.registration("https://canvas.instructure.com", "10000000000002")
+    assert found is not None and found.id == second
+    assert store.registration("https://canvas.instructure.com", "10000000000003") is None
+    assert store.registration("https://other.instructure.com", "10000000000001") is None
 
 
 def test_disable_and_approve_a_registration(database: Database) -> None:
@@ -207,11 +205,19 @@ def test_approving_a_pending_registration_approves_its_pending_deployments_only(
     }
 
 
+def deployment_status(database: Database, deployment_id: str) -> str | None:
+    """What a launch from the Moodle registration reads of the deployment (None: never seen)."""
+    found = LaunchStore(database).registration_with_deployment(MOODLE.issuer, MOODLE.client_id, deployment_id)
+    assert found is not None
+    return found[1]
+
+
 def test_an_unknown_deployment_is_recorded_as_pending_exactly_once(database: Database) -> None:
     registration_id = add(database)
+    assert deployment_status(database, "new-install") is None
     for _ in range(2):
-        with database.write() as session:
-            assert deployment_status(session, registration_id, "new-install") == "pending"
+        LaunchStore(database).add_pending_deployment(registration_id, "new-install")
+    assert deployment_status(database, "new-install") == "pending"
     assert deployments(database, registration_id) == {"3": "active", "new-install": "pending"}
     (registration,) = list_registrations(database)
     pending = next(d for d in registration.deployments if d.deployment_id == "new-install")
@@ -221,18 +227,15 @@ def test_an_unknown_deployment_is_recorded_as_pending_exactly_once(database: Dat
 def test_a_known_deployment_reports_its_status(database: Database) -> None:
     registration_id = add(database)
     add_deployment(database, registration_id, "4", "disabled")
-    with database.write() as session:
-        assert deployment_status(session, registration_id, "3") == "active"
-        assert deployment_status(session, registration_id, "4") == "disabled"
+    assert deployment_status(database, "3") == "active"
+    assert deployment_status(database, "4") == "disabled"
 
 
 def test_a_pending_deployment_is_launchable_once_approved(database: Database) -> None:
     registration_id = add(database)
-    with database.write() as session:
-        deployment_status(session, registration_id, "new-install")
+    LaunchStore(database).add_pending_deployment(registration_id, "new-install")
     set_status(database, registration_id, "active", actor="admin", deployment_id="new-install")
-    with database.write() as session:
-        assert deployment_status(session, registration_id, "new-install") == "active"
+    assert deployment_status(database, "new-install") == "active"
 
 
 def test_a_dynamic_registration_is_stored_pending_with_its_deployment(database: Database) -> None:

@@ -188,6 +188,8 @@ def test_the_scheduler_runs_each_lms_platform_on_its_cron(database: Database, se
         "award-sweep",
         "nightly-sync:canvas1",
         "nightly-sync:moodle2",
+        "lti-grades",
+        "lti-rosters",
     }
 
 
