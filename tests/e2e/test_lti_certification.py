@@ -168,6 +168,9 @@ def _now() -> int:
         ({"aud": ["kM4vZ9pQ2xR7tLw", "other"], "azp": "other"}, (), 403, "unknown_registration"),
         ({"exp": 1}, (), 401, "bad_claims"),
         ({}, ("exp",), 401, "bad_claims"),
+        ({}, ("iat",), 401, "bad_claims"),
+        ({}, ("nonce",), 401, "bad_nonce"),
+        ({"nonce": "another-login"}, (), 401, "bad_nonce"),
         ({"iat": "future"}, (), 401, "bad_claims"),
         ({"iat": "old"}, (), 401, "bad_claims"),
         ({"iss": "https://moodle.elsewhere.example"}, (), 403, "unknown_registration"),
@@ -296,14 +299,16 @@ def test_the_tool_publishes_its_key_and_a_canvas_configuration(tool: ToolServer)
 # --- Deep Linking ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["moodle", "canvas"])
-def test_an_instructor_places_the_course_board_by_deep_linking(tool: ToolServer, kind: str) -> None:
+@pytest.mark.parametrize(("kind", "item"), [("moodle", "board"), ("canvas", "board"), ("canvas", "welcome")])
+def test_an_instructor_places_the_course_board_or_one_badge_by_deep_linking(
+    tool: ToolServer, kind: str, item: str
+) -> None:
     browser = tool.browser()
     picker = tool.launch(browser, kind, roles="instructor", message="deep_linking")
     assert picker.status_code == 200, picker.text
     fields = dict(re.findall(r'name="(lt|csrf)" value="([^"]+)"', picker.text))
     response = browser.post(
-        f"{tool.base}/lti/deep-link", data={**fields, "item": "board"}, allow_redirects=False, timeout=10
+        f"{tool.base}/lti/deep-link", data={**fields, "item": item}, allow_redirects=False, timeout=10
     )
     assert response.status_code == 200, response.text
     action = re.search(r'action="([^"]+)"', response.text)
@@ -313,8 +318,10 @@ def test_an_instructor_places_the_course_board_by_deep_linking(tool: ToolServer,
     claims = tool.platform(kind).verify_deep_linking_response(
         jwt_value.group(1), f"{tool.base}/lti/jwks.json", tool.ca_bundle
     )
-    [item] = claims["https://purl.imsglobal.org/spec/lti-dl/claim/content_items"]
-    assert item["type"] == "ltiResourceLink" and item["url"] == f"{tool.base}/lti/launch"
+    [placed] = claims["https://purl.imsglobal.org/spec/lti-dl/claim/content_items"]
+    assert placed["type"] == "ltiResourceLink" and placed["url"] == f"{tool.base}/lti/launch"
+    expected = {"bridge_view": "board"} if item == "board" else {"bridge_badge": item}
+    assert placed["custom"] == expected
 
 
 def test_deep_linking_needs_the_csrf_token_and_an_instructor(tool: ToolServer) -> None:
