@@ -95,8 +95,12 @@ def launch() -> Any:
             csrf=tool().tokens.csrf(context.launch_id),
             badges=list_badges(services().database),
         )
+    # A link placed by Deep Linking for one badge carries it as a custom parameter.
+    custom = context.claims.get("https://purl.imsglobal.org/spec/lti/claim/custom") or {}
+    badge = custom.get("bridge_badge") if isinstance(custom, dict) else None
     if context.course is not None:
-        return redirect(url_for("lti.course_page", course=context.course, lt=token, _external=True), 303)
+        page = url_for("lti.course_page", course=context.course, lt=token, badge=badge, _external=True)
+        return redirect(page, 303)
     return redirect(url_for("lti.my_page", lt=token, _external=True), 303)
 
 
@@ -126,6 +130,9 @@ def my_page() -> Response:
 def _learner_page(context: LaunchContext) -> Response:
     database, settings = services().database, services().settings
     progress = learner_progress(database, settings, context.platform, context.lms_user_id)
+    badge = request.args.get("badge")
+    if badge is not None:  # the page of one badge a course placed
+        progress = [p for p in progress if p.badge_id == badge]
     return _page(
         "lti/learner.html",
         context=context,

@@ -478,3 +478,11 @@ def test_malformed_logins_are_answered_4xx_never_500(tool: ToolServer) -> None:
     for params in ({}, {"iss": tool.moodle.issuer}, {"iss": tool.moodle.issuer, "login_hint": "105"}):
         response = browser.get(f"{tool.base}/lti/login", params=params, allow_redirects=False, timeout=10)
         assert 400 <= response.status_code < 500, (params, response.status_code)
+
+
+def test_a_link_placed_for_one_badge_opens_that_badge(tool: ToolServer) -> None:
+    browser = tool.browser()
+    launched = tool.launch(browser, "moodle", {"custom": {"bridge_badge": "welcome"}})
+    assert parse_qs(urlsplit(launched.headers["Location"]).query)["badge"] == ["welcome"]
+    page = browser.get(launched.headers["Location"], timeout=10).text
+    assert "Welcome" in page and "Course Graduate" not in page
