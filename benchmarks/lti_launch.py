@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -37,8 +38,11 @@ from flask import Flask
 from pylti1p3.contrib.flask import FlaskMessageLaunch, FlaskOIDCLogin, FlaskRequest
 from pylti1p3.tool_config import ToolConfDict
 
+from benchmarks.ingest import postgres_database
 from bridge.app import create_app
 from bridge.bootstrap import open_database
+from bridge.db.engine import Database
+from bridge.db.migrate import upgrade
 from bridge.lti.registry import NewRegistration, register
 from bridge.settings import load_settings
 from tests.lti.platform import FakePlatform
@@ -121,31 +125,43 @@ def one_launch(app: Flask, platform: FakePlatform, user: int) -> tuple[float, fl
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--launches", type=int, default=300, help="launches per tool (default 300)")
-    parser.add_argument("--database-url", help="the bridge's database (default: a fresh SQLite file)")
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server to run the bridge on (a fresh database beside the one named)",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory, FakePlatform("moodle", redirect_uris=(LAUNCH_URL,)) as platform:
-        tools: dict[str, tuple[Flask, int]] = {
-            "ours": (ours(platform, Path(directory), args.database_url), 303),
-            "plain pylti1p3": (plain(platform), 200),
-        }
-        timings: dict[str, list[tuple[float, float]]] = {name: [] for name in tools}
-        for warm_up in range(20):  # first requests: imports, template compilation, the JWKS fetch
-            for client, _ in tools.values():
-                one_launch(client, platform, 10_000 + warm_up)
-        for n in range(args.launches):
-            for name, (client, expected) in tools.items():
-                wall, cpu, status = one_launch(client, platform, n)
-                if status != expected:
-                    print(f"{name}: launch {n} answered {status}, expected {expected}", file=sys.stderr)
-                    return 1
-                timings[name].append((wall, cpu))
+    with ExitStack() as stack:
+        directory = stack.enter_context(tempfile.TemporaryDirectory())
+        platform = stack.enter_context(FakePlatform("moodle", redirect_uris=(LAUNCH_URL,)))
+        url = None
+        if args.database_url:
+            url = stack.enter_context(postgres_database(args.database_url))
+            upgrade(Database(url))
+        return run(args.launches, platform, ours(platform, Path(directory), url), plain(platform))
+
+
+def run(launches: int, platform: FakePlatform, our_app: Flask, plain_app: Flask) -> int:
+    tools: dict[str, tuple[Flask, int]] = {"ours": (our_app, 303), "plain pylti1p3": (plain_app, 200)}
+    timings: dict[str, list[tuple[float, float]]] = {name: [] for name in tools}
+    for warm_up in range(20):  # first requests: imports, template compilation, the JWKS fetch
+        for app, _ in tools.values():
+            one_launch(app, platform, 10_000 + warm_up)
+    for n in range(launches):
+        for name, (app, expected) in tools.items():
+            wall, cpu, status = one_launch(app, platform, n)
+            if status != expected:
+                print(f"{name}: launch {n} answered {status}, expected {expected}", file=sys.stderr)
+                return 1
+            timings[name].append((wall, cpu))
 
     def median(name: str, part: Callable[[tuple[float, float]], float]) -> float:
         return statistics.median(part(t) for t in timings[name]) * 1e6
 
-    print(f"LTI launch, {args.launches} launches per tool, median µs per launch (server side, in process)")
+    print(f"LTI launch, {launches} launches per tool, median µs per launch (server side, in process)")
     print(f"{'tool':<16}{'wall µs':>10}{'CPU µs':>10}")
     for name in tools:
         print(f"{name:<16}{median(name, lambda t: t[0]):>10.0f}{median(name, lambda t: t[1]):>10.0f}")

@@ -3,7 +3,7 @@ LMS gives, written only when something changed (a learner opens the tool many ti
 
 The LMS's name and email stand for the learner unless the learner chose others: a name or email still
 equal to what an LMS last said is the LMS's, and follows it; one the learner set (through the API) stays.
-Statements on the driver's cursor, in the caller's transaction (see bridge.lti.store).
+Statements in the caller's transaction (bridge.lti.store).
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from bridge.clock import utcnow
-from bridge.db.driver import Driver
 from bridge.db.pseudonyms import new_pseudonym
+from bridge.lti.store import Sql
 
 # Service URLs and the title an earlier launch gave are kept when a launch leaves them out.
 _KEPT_WHEN_ABSENT = ("title", "memberships_url", "lineitems_url", "ags_scopes")
@@ -31,8 +29,7 @@ class KnownLearner:
 
 
 def learner_for(
-    session: Session,
-    driver: Driver,
+    sql: Sql,
     platform: str,
     lms_user_id: str,
     registration_id: int,
@@ -41,9 +38,14 @@ def learner_for(
     email: str | None,
 ) -> KnownLearner:
     """The learner (created if new), their LTI user at this registration, and the LMS's name and email."""
-    m = driver.mark
-    find = f"SELECT id, display_name, email FROM learners WHERE platform = {m} AND lms_user_id = {m}"
-    rows = driver.fetch_all(session, find, (platform, lms_user_id))
+    driver, m = sql.driver, sql.driver.mark
+    # The learner and what every LMS last said of them, in one read (a learner has one LTI user per
+    # registration that launched them: a few rows).
+    find = (
+        "SELECT l.id, l.display_name, l.email, u.registration_id, u.sub, u.name, u.email FROM learners l "
+        f"LEFT JOIN lti_users u ON u.learner_id = l.id WHERE l.platform = {m} AND l.lms_user_id = {m}"
+    )
+    rows = sql.rows(find, (platform, lms_user_id))
     created = not rows
     if created:
         insert = (
@@ -51,16 +53,12 @@ def learner_for(
             f"VALUES ({driver.marks(5)}) ON CONFLICT DO NOTHING"
         )
         row = (platform, lms_user_id, 0, new_pseudonym(), driver.time(utcnow()))
-        driver.execute_many(session, insert, [row])
-        rows = driver.fetch_all(session, find, (platform, lms_user_id))
-    learner_id, display_name, current_email = rows[0]
+        sql.run(insert, row)
+        rows = sql.rows(find, (platform, lms_user_id))
+    learner_id, display_name, current_email = rows[0][:3]
+    said = [row[3:] for row in rows if row[3] is not None]
     if sub is None:
         return KnownLearner(learner_id, display_name, created)
-    said = driver.fetch_all(
-        session,
-        f"SELECT registration_id, sub, name, email FROM lti_users WHERE learner_id = {m}",
-        (learner_id,),
-    )
     changes: dict[str, Any] = {}
     if name and name != display_name and (display_name is None or display_name in {r[2] for r in said}):
         changes["display_name"] = display_name = name
@@ -71,7 +69,7 @@ def learner_for(
     if changes:
         assignments = ", ".join(f"{column} = {m}" for column in changes)
         update = f"UPDATE learners SET {assignments} WHERE id = {m}"
-        driver.execute_many(session, update, [(*changes.values(), learner_id)])
+        sql.run(update, (*changes.values(), learner_id))
     if not any(r[0] == registration_id and r[1] == sub and (r[2], r[3]) == (name, email) for r in said):
         upsert = (
             "INSERT INTO lti_users (registration_id, sub, learner_id, name, email, updated_at) "
@@ -80,13 +78,12 @@ def learner_for(
             "updated_at = excluded.updated_at"
         )
         row = (registration_id, sub, learner_id, name, email, driver.time(utcnow()))
-        driver.execute_many(session, upsert, [row])
+        sql.run(upsert, row)
     return KnownLearner(learner_id, display_name, created)
 
 
 def remember_context(
-    session: Session,
-    driver: Driver,
+    sql: Sql,
     registration_id: int,
     context_id: str,
     values: Mapping[str, Any],
@@ -94,12 +91,10 @@ def remember_context(
 ) -> None:
     """The course as launched (its LTI Advantage endpoints, from this validated launch only), and the
     learner as one of its members. ``values`` has every name in ``_CONTEXT``."""
-    m = driver.mark
+    driver, m = sql.driver, sql.driver.mark
     where = f"registration_id = {m} AND context_id = {m}"
     columns = ", ".join(_CONTEXT)
-    stored = driver.fetch_all(
-        session, f"SELECT {columns} FROM lti_contexts WHERE {where}", (registration_id, context_id)
-    )
+    stored = sql.rows(f"SELECT {columns} FROM lti_contexts WHERE {where}", (registration_id, context_id))
     now = driver.time(utcnow())
     if not stored:
         insert = (
@@ -108,7 +103,7 @@ def remember_context(
             "ON CONFLICT DO NOTHING"
         )
         row = [registration_id, context_id, *(values[name] for name in _CONTEXT[:-1])]
-        driver.execute_many(session, insert, [(*row, driver.json(values["ags_scopes"] or []), False, now)])
+        sql.run(insert, (*row, driver.json(values["ags_scopes"] or []), False, now))
     else:
         current = dict(zip(_CONTEXT, stored[0], strict=True))
         current["ags_scopes"] = driver.read_json(current["ags_scopes"])
@@ -121,14 +116,14 @@ def remember_context(
             marks = [f"{name} = {driver.json_mark if name == 'ags_scopes' else m}" for name in changed]
             encoded = [driver.json(v) if name == "ags_scopes" else v for name, v in changed.items()]
             update = f"UPDATE lti_contexts SET {', '.join(marks)}, updated_at = {m} WHERE {where}"
-            driver.execute_many(session, update, [(*encoded, now, registration_id, context_id)])
-    add_course_member(session, driver, learner_id, values["course"])
+            sql.run(update, (*encoded, now, registration_id, context_id))
+    add_course_member(sql, learner_id, values["course"])
 
 
-def add_course_member(session: Session, driver: Driver, learner_id: int, course: str) -> None:
+def add_course_member(sql: Sql, learner_id: int, course: str) -> None:
     """The learner counts in the course's leaderboards and analytics from now on."""
     member = (
-        f"INSERT INTO course_members (learner_id, course, first_seen_at) VALUES ({driver.marks(3)}) "
+        f"INSERT INTO course_members (learner_id, course, first_seen_at) VALUES ({sql.driver.marks(3)}) "
         "ON CONFLICT DO NOTHING"
     )
-    driver.execute_many(session, member, [(learner_id, course, driver.time(utcnow()))])
+    sql.run(member, (learner_id, course, sql.driver.time(utcnow())))

@@ -27,13 +27,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bridge.clock import utcnow
-from bridge.db.driver import Driver
 from bridge.db.engine import Database
 from bridge.db.models_lti import LtiContext, LtiLaunch, LtiRegistration
 from bridge.issuing.keys import SigningKey
 from bridge.lti.advantage import DEFAULT_POLICY, AccessTokenCache, AdvantageClient, Member, ToolRegistration
 from bridge.lti.identity import add_course_member, learner_for
 from bridge.lti.roles import LEARNER, bridge_roles
+from bridge.lti.store import LaunchStore
 from bridge.services.errors import Invalid, NotFound, ServiceError
 from bridge.settings import Settings
 from connectors.http import HttpPolicy, LmsError
@@ -103,6 +103,7 @@ class Rosters:
         policy: HttpPolicy | None = None,
     ) -> None:
         self._database, self._settings = database, settings
+        self._store = LaunchStore(database)
         self._signing_key, self._tokens = signing_key, tokens
         self._policy = policy or service_policy(settings)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lti-roster")
@@ -251,16 +252,14 @@ class Rosters:
         wanted = [m for m in members if m.status == "Active" and LEARNER in bridge_roles(m.roles)]
         mapped = [(m, lms_id) for m in wanted if (lms_id := _lms_user_id(kind, m)) is not None]
         created = 0
-        driver = Driver(self._database.engine.dialect.name)
         for start in range(0, len(mapped), BATCH):
-            with self._database.write() as session:
+            with self._store.transaction() as sql:
                 for member, lms_user_id in mapped[start : start + BATCH]:
                     # The launch's rule (bridge.lti.identity): the LMS's name and email, unless the
                     # learner chose their own.
                     name, email = _name(member), _text(member.email, 320)
                     learner = learner_for(
-                        session,
-                        driver,
+                        sql,
                         registration.platform,
                         lms_user_id,
                         registration.id,
@@ -269,7 +268,7 @@ class Rosters:
                         email,
                     )
                     created += learner.created
-                    add_course_member(session, driver, learner.id, context.course)
+                    add_course_member(sql, learner.id, context.course)
         with self._database.write() as session:
             row = session.get(LtiContext, (context.registration_id, context.context_id))
             if row is not None:

@@ -20,7 +20,6 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from bridge.clock import utcnow
 from bridge.db.driver import Driver
@@ -30,7 +29,7 @@ from bridge.db.models_lti import LtiLaunch
 from bridge.lti.identity import KnownLearner, learner_for, remember_context
 from bridge.lti.launch import LTI, LaunchRefused
 from bridge.lti.roles import ADMINISTRATOR, INSTRUCTOR, bridge_roles
-from bridge.lti.store import LaunchStore, StateUsed
+from bridge.lti.store import LaunchStore, Sql, StateUsed
 from connectors.lti_identity import lti_identity
 
 NRPS = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"
@@ -114,18 +113,19 @@ def record_launch(
     deployment_id, message_type = claims[f"{LTI}deployment_id"], claims[f"{LTI}message_type"]
     launch_id = str(uuid.uuid4())
 
-    def write(session: Session, driver: Driver) -> KnownLearner:
+    def write(sql: Sql) -> KnownLearner:
+        driver = sql.driver
         name, email = _text(claims.get("name")), _text(claims.get("email"))
-        learner = learner_for(session, driver, platform, user_id, registration_id, sub, name, email)
+        learner = learner_for(sql, platform, user_id, registration_id, sub, name, email)
         if context is not None and context_id is not None and course is not None:
             values = _context_values(claims, context, platform, course)
-            remember_context(session, driver, registration_id, context_id, values, learner.id)
+            remember_context(sql, registration_id, context_id, values, learner.id)
         now = utcnow()
         row = (
             launch_id, registration_id, deployment_id, message_type, sub, learner.id, context_id, course,
             driver.json(roles), driver.json(claims), driver.time(now), driver.time(now + lifetime),
         )  # fmt: skip
-        driver.execute_many(session, _insert_launch(driver), [row])
+        sql.run(_insert_launch(driver), row)
         return learner
 
     try:

@@ -11,18 +11,19 @@ only the one whose DELETE finds the row is recorded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from typing import Any, TypeVar
 
 from bridge.clock import utcnow
 from bridge.db.driver import Driver
 from bridge.db.engine import Database
 
+T = TypeVar("T")
 _REGISTRATION = (
     "r.id, r.platform, r.issuer, r.client_id, r.auth_login_url, r.auth_token_url, r.auth_audience, "
     "r.key_set_url, r.status"
@@ -53,9 +54,29 @@ class StateUsed(Exception):
     """The login state was deleted by another launch between the checks and the recording (a replay)."""
 
 
+class Sql:
+    """Statements on one DBAPI cursor, written with the dialect's marks (``driver.mark``)."""
+
+    def __init__(self, cursor: Any, driver: Driver) -> None:
+        self._cursor = cursor
+        self.driver = driver
+
+    def rows(self, statement: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        self._cursor.execute(statement, parameters)
+        return list(self._cursor.fetchall())
+
+    def run(self, statement: str, parameters: Sequence[Any] = ()) -> None:
+        self._cursor.execute(statement, parameters)
+
+
 class LaunchStore:
+    """The LTI tables' statements on one DBAPI connection per thread (as the inbox does: see
+    bridge.services.ingest), made by the engine so it has the engine's set-up, in autocommit mode."""
+
     def __init__(self, database: Database) -> None:
         self._database = database
+        self._local = threading.local()
+        self._begin = "BEGIN IMMEDIATE" if database.is_sqlite else "BEGIN"
         self.driver = driver = Driver(database.engine.dialect.name)
         m = driver.mark
         self._registration = (
@@ -64,78 +85,110 @@ class LaunchStore:
         self._registrations_of = (
             f"SELECT {_REGISTRATION} FROM lti_registrations r WHERE r.issuer = {m} LIMIT 2"
         )
-        self._with_deployment = (
-            f"SELECT {_REGISTRATION}, d.status FROM lti_registrations r LEFT JOIN lti_deployments d "
-            f"ON d.registration_id = r.id AND d.deployment_id = {m} "
-            f"WHERE r.issuer = {m} AND r.client_id = {m}"
-        )
         self._add_pending = (
             "INSERT INTO lti_deployments (registration_id, deployment_id, status, created_at) "
-            f"VALUES ({m}, {m}, 'pending', {m})"
+            f"VALUES ({m}, {m}, 'pending', {m}) ON CONFLICT DO NOTHING"
         )
         self._purge_states = f"DELETE FROM lti_login_states WHERE expires_at < {m}"
         self._add_state = (
             "INSERT INTO lti_login_states (state_hash, nonce, registration_id, expires_at) "
             f"VALUES ({driver.marks(4)})"
         )
-        self._state = (
-            f"SELECT nonce, registration_id, expires_at FROM lti_login_states WHERE state_hash = {m}"
+        # What a launch needs to know, in one read: its login state, and the registration and deployment
+        # its (not yet verified) token names.
+        self._launch_facts = (
+            f"SELECT s.nonce, s.registration_id, s.expires_at, {_REGISTRATION}, d.status "
+            f"FROM lti_login_states s LEFT JOIN lti_registrations r ON r.issuer = {m} AND r.client_id = {m} "
+            f"LEFT JOIN lti_deployments d ON d.registration_id = r.id AND d.deployment_id = {m} "
+            f"WHERE s.state_hash = {m}"
         )
         self._delete_state = f"DELETE FROM lti_login_states WHERE state_hash = {m} RETURNING state_hash"
 
+    def read(self, statement: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        """One statement in its own (autocommitted) transaction."""
+        connection = self._connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(statement, parameters)
+            rows = list(cursor.fetchall())
+            cursor.close()
+            return rows
+        except BaseException:
+            self._discard(connection)
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[Sql]:
+        """A write transaction (SQLite's write lock taken at BEGIN), committed when the block ends."""
+        connection = self._connection()
+        try:
+            # psycopg's pipeline mode sends the statements whose results nobody reads without waiting for
+            # each (a launch's inserts and its COMMIT go in one round trip); a read still waits for its rows.
+            with contextlib.nullcontext() if self._database.is_sqlite else connection.pipeline():
+                cursor = connection.cursor()
+                cursor.execute(self._begin)
+                yield Sql(cursor, self.driver)
+                cursor.execute("COMMIT")
+            cursor.close()
+        except BaseException:
+            self._discard(connection)  # closing rolls back what the block began
+            raise
+
     def registration(self, issuer: str, client_id: str) -> RegistrationRow | None:
         """By issuer and client id together: Canvas gives every hosted tenant the same issuer."""
-        with self._database.read() as session:
-            rows = self.driver.fetch_all(session, self._registration, (issuer, client_id))
+        rows = self.read(self._registration, (issuer, client_id))
         return RegistrationRow(*rows[0]) if rows else None
 
     def registrations_of(self, issuer: str) -> list[RegistrationRow]:
-        with self._database.read() as session:
-            return [
-                RegistrationRow(*row)
-                for row in self.driver.fetch_all(session, self._registrations_of, (issuer,))
-            ]
-
-    def registration_with_deployment(
-        self, issuer: str, client_id: str, deployment_id: str
-    ) -> tuple[RegistrationRow, str | None] | None:
-        """The registration and the status of one of its deployments (None: never seen), in one read."""
-        with self._database.read() as session:
-            rows = self.driver.fetch_all(session, self._with_deployment, (deployment_id, issuer, client_id))
-        return (RegistrationRow(*rows[0][:-1]), rows[0][-1]) if rows else None
+        return [RegistrationRow(*row) for row in self.read(self._registrations_of, (issuer,))]
 
     def add_pending_deployment(self, registration_id: int, deployment_id: str) -> None:
         """Record a deployment first seen in a launch, for an administrator to approve."""
-        try:
-            with self._database.write() as session:
-                row = (registration_id, deployment_id, self.driver.time(utcnow()))
-                self.driver.execute_many(session, self._add_pending, [row])
-        except IntegrityError:  # another launch recorded it at the same moment
-            pass
+        with self.transaction() as sql:
+            sql.run(self._add_pending, (registration_id, deployment_id, self.driver.time(utcnow())))
 
     def issue_state(self, state_hash: str, nonce: str, registration_id: int, expires_at: datetime) -> None:
-        driver = self.driver
-        with self._database.write() as session:
-            driver.execute_many(session, self._purge_states, [(driver.time(utcnow()),)])
-            driver.execute_many(
-                session, self._add_state, [(state_hash, nonce, registration_id, driver.time(expires_at))]
-            )
+        time = self.driver.time
+        with self.transaction() as sql:
+            sql.run(self._purge_states, (time(utcnow()),))
+            sql.run(self._add_state, (state_hash, nonce, registration_id, time(expires_at)))
 
-    def state(self, state_hash: str) -> IssuedState | None:
-        with self._database.read() as session:
-            rows = self.driver.fetch_all(session, self._state, (state_hash,))
+    def launch_facts(
+        self, state_hash: str, issuer: str, client_id: str, deployment_id: str
+    ) -> tuple[IssuedState, RegistrationRow | None, str | None] | None:
+        """The login state (None: unknown or used), the registration of ``issuer`` and ``client_id``
+        (None: unknown) and the status of its deployment ``deployment_id`` (None: never seen)."""
+        rows = self.read(self._launch_facts, (issuer, client_id, deployment_id, state_hash))
         if not rows:
             return None
-        nonce, registration_id, expires_at = rows[0]
-        return IssuedState(nonce, registration_id, self.driver.read_time(expires_at))  # type: ignore[arg-type]
+        row = rows[0]
+        issued = IssuedState(row[0], row[1], self.driver.read_time(row[2]))  # type: ignore[arg-type]
+        registration = RegistrationRow(*row[3:-1]) if row[3] is not None else None
+        return issued, registration, row[-1]
 
     def discard_state(self, state_hash: str) -> None:
-        with self._database.write() as session:
-            self.driver.fetch_all(session, self._delete_state, (state_hash,))
+        self.read(self._delete_state, (state_hash,))
 
-    def record(self, state_hash: str, write: Callable[[Session, Driver], Any]) -> Any:
+    def record(self, state_hash: str, write: Callable[[Sql], T]) -> T:
         """Delete the state and run ``write`` in one transaction; :class:`StateUsed` if it was gone."""
-        with self._database.write() as session:
-            if not self.driver.fetch_all(session, self._delete_state, (state_hash,)):
+        with self.transaction() as sql:
+            if not sql.rows(self._delete_state, (state_hash,)):
                 raise StateUsed(state_hash)
-            return write(session, self.driver)
+            return write(sql)
+
+    def _connection(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            pooled = self._database.engine.raw_connection()
+            connection = pooled.driver_connection  # the driver's own: the engine's set-up applies to it
+            pooled.detach()  # this thread's for good: not counted against the pool
+            if not self._database.is_sqlite:  # SQLite's is in autocommit mode already (see db.engine)
+                connection.autocommit = True
+            self._local.connection = connection
+        return connection
+
+    def _discard(self, connection: Any) -> None:
+        """After a failure the connection may be mid-transaction or broken: start afresh next time."""
+        self._local.connection = None
+        with contextlib.suppress(Exception):  # if it is broken already, closing was a courtesy
+            connection.close()

@@ -206,10 +206,9 @@ def test_approving_a_pending_registration_approves_its_pending_deployments_only(
 
 
 def deployment_status(database: Database, deployment_id: str) -> str | None:
-    """What a launch from the Moodle registration reads of the deployment (None: never seen)."""
-    found = LaunchStore(database).registration_with_deployment(MOODLE.issuer, MOODLE.client_id, deployment_id)
-    assert found is not None
-    return found[1]
+    """The status of a deployment of the Moodle registration (None: never seen)."""
+    (registration,) = list_registrations(database)
+    return next((d.status for d in registration.deployments if d.deployment_id == deployment_id), None)
 
 
 def test_an_unknown_deployment_is_recorded_as_pending_exactly_once(database: Database) -> None:
