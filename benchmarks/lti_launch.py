@@ -43,9 +43,9 @@ from bridge.app import create_app
 from bridge.bootstrap import open_database
 from bridge.db.engine import Database
 from bridge.db.migrate import upgrade
-from bridge.lti.registry import NewRegistration, register
+from bridge.lti.registry import register
 from bridge.settings import load_settings
-from tests.lti.platform import FakePlatform
+from tests.lti.platform import FakePlatform, registration_of
 
 AIM = 1.0
 BASE = "http://localhost"  # Flask's test client serves http://localhost
@@ -61,16 +61,7 @@ def ours(platform: FakePlatform, directory: Path, database_url: str | None) -> F
         platforms=[{"id": "moodle1", "kind": "moodle", "base_url": platform.base_url}],
     )
     database = open_database(settings)
-    new = NewRegistration(
-        "moodle1",
-        platform.issuer,
-        platform.client_id,
-        platform.auth_url,
-        platform.token_url,
-        platform.jwks_url,
-        deployment_ids=(platform.deployment_id,),
-    )
-    register(database, new, actor="benchmark", known_platforms={"moodle1"})
+    register(database, registration_of(platform, "moodle1"), actor="benchmark", known_platforms={"moodle1"})
     return create_app(settings, database)
 
 

@@ -8,7 +8,7 @@ import os
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -20,10 +20,10 @@ from bridge.db.engine import Database
 from bridge.db.migrate import upgrade
 from bridge.db.models import Learner
 from bridge.db.models_lti import LtiDeployment, LtiLaunch, LtiUser
-from bridge.lti.registry import NewRegistration, register
+from bridge.lti.registry import register
 from tests.conftest import TEST_DATABASE_ENV, free_port, process_env
 from tests.e2e.processes import BADGE_BRIDGE, running, wait_until
-from tests.lti.platform import FakePlatform
+from tests.lti.platform import FakePlatform, registration_of
 from tests.lti.tls import self_signed_certificate
 
 SECOND_CANVAS_CLIENT = "10000000000002"
@@ -145,25 +145,9 @@ def tool_server(directory: Path) -> Iterator[ToolServer]:
             encoding="utf-8",
         )
         for platform_id, platform in (("moodle1", platforms["moodle"]), ("canvas1", platforms["canvas"])):
-            new = NewRegistration(
-                platform_id,
-                platform.issuer,
-                platform.client_id,
-                platform.auth_url,
-                platform.token_url,
-                platform.jwks_url,
-                deployment_ids=(platform.deployment_id,),
-            )
+            new = registration_of(platform, platform_id)
             register(database, new, actor="test", known_platforms={"moodle1", "canvas1"})
-        second = NewRegistration(
-            "canvas2",
-            platforms["canvas"].issuer,
-            SECOND_CANVAS_CLIENT,
-            platforms["canvas"].auth_url,
-            platforms["canvas"].token_url,
-            platforms["canvas"].jwks_url,
-            deployment_ids=(platforms["canvas"].deployment_id,),
-        )
+        second = replace(registration_of(platforms["canvas"], "canvas2"), client_id=SECOND_CANVAS_CLIENT)
         register(database, second, actor="test", known_platforms={"canvas2"})
         log = directory / "serve.log"
         stack.enter_context(running([BADGE_BRIDGE, "serve"], process_env(config), log))

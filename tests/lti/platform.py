@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Any, TypedDict, Unpack
 from urllib.parse import parse_qs, urlsplit
 
+from bridge.lti.registry import NewRegistration
 from tests.lti.platform_services import PlatformServices
 from tests.lti.platform_support import (
     CANVAS_ISSUER,
@@ -442,3 +443,18 @@ class FakePlatform(PlatformServices):
             fields = {"error": exc.error, "error_description": exc.description}
             fields |= {"state": params["state"]} if "state" in params else {}
         return Reply(200, form_post_page(action, fields), {"Content-Type": "text/html; charset=utf-8"})
+
+
+def registration_of(platform: FakePlatform, platform_id: str) -> NewRegistration:
+    """The registration an administrator makes of ``platform`` for the bridge platform ``platform_id``
+    (``badge-bridge lti register``), with its deployment."""
+    return NewRegistration(
+        platform_id,
+        platform.issuer,
+        platform.client_id,
+        platform.auth_url,
+        platform.token_url,
+        platform.jwks_url,
+        deployment_ids=(platform.deployment_id,),
+        product=platform.kind,
+    )

@@ -23,14 +23,14 @@ from bridge.db.models import CourseMember, Learner
 from bridge.db.models_lti import LtiContext, LtiLaunch, LtiUser
 from bridge.issuing.keys import SigningKey
 from bridge.lti.advantage import LINEITEM_SCOPE, AccessTokenCache, ServiceRefused
-from bridge.lti.registry import NewRegistration, register, set_status
+from bridge.lti.registry import register, set_status
 from bridge.lti.roster import RosterResult, Rosters
 from bridge.services.errors import Invalid, NotFound
 from bridge.settings import Settings
 from connectors.http import HttpPolicy
 from connectors.lti_identity import lti_identity
 from tests.conftest import PLATFORMS, make_settings
-from tests.lti.platform import CLAIMS, FakePlatform
+from tests.lti.platform import CLAIMS, FakePlatform, registration_of
 from tests.lti.platform_services import NRPS_CURSOR
 from tests.lti.platform_support import RecordedRequest, Reply
 
@@ -74,16 +74,7 @@ def connect(
     """The registration an administrator makes and the context a launch records (with that launch, so
     a Canvas roster can ask for its members' custom fields). ``context`` overrides LtiContext columns."""
     platform_id = PLATFORM_IDS[platform.kind]
-    new = NewRegistration(
-        platform_id,
-        platform.issuer,
-        platform.client_id,
-        platform.auth_url,
-        platform.token_url,
-        platform.jwks_url,
-        deployment_ids=(platform.deployment_id,),
-        product=platform.kind,
-    )
+    new = registration_of(platform, platform_id)
     registration = register(database, new, actor="tests", known_platforms={platform_id})
     claims = platform.claims()
     context_id = claims[CLAIMS["context"]]["id"]

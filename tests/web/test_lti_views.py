@@ -10,9 +10,9 @@ from flask.testing import FlaskClient
 
 from bridge.app import create_app
 from bridge.bootstrap import open_database
-from bridge.lti.registry import NewRegistration, register
+from bridge.lti.registry import register
 from tests.conftest import PLATFORMS, make_settings
-from tests.lti.platform import FakePlatform
+from tests.lti.platform import FakePlatform, registration_of
 
 BASE = "https://badges.example.edu"
 
@@ -25,16 +25,7 @@ def platform() -> FakePlatform:
 def tool(database_url: str, tmp_path: Path, platform: FakePlatform, **settings: object) -> FlaskClient:
     values = make_settings(database_url, tmp_path, public_base_url=BASE, platforms=PLATFORMS, **settings)
     database = open_database(values)
-    new = NewRegistration(
-        "moodle1",
-        platform.issuer,
-        platform.client_id,
-        platform.auth_url,
-        platform.token_url,
-        platform.jwks_url,
-        deployment_ids=(platform.deployment_id,),
-    )
-    register(database, new, actor="test", known_platforms={"moodle1"})
+    register(database, registration_of(platform, "moodle1"), actor="test", known_platforms={"moodle1"})
     return create_app(values, database).test_client()
 
 
