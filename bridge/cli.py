@@ -34,12 +34,11 @@ class _Context:
         return self._settings
 
     def database(self, *, migrate: bool = True) -> Any:
-        from bridge.bootstrap import open_database
-        from bridge.db.engine import Database
+        from bridge.bootstrap import connect_database, open_database
         from bridge.db.migrate import SchemaOutOfDate
 
         if not migrate:
-            return Database(self.settings.effective_database_url)
+            return connect_database(self.settings)
         try:
             return open_database(self.settings)
         except SchemaOutOfDate as error:
@@ -88,14 +87,20 @@ def serve(ctx: _Context, bind: str | None, workers: int | None, embedded_worker:
 @click.option("--drain", is_flag=True, help="exit once no event is due instead of waiting for more")
 @pass_context
 def worker(ctx: _Context, drain: bool) -> None:
-    """Process events from the inbox (run several on PostgreSQL to scale out)."""
+    """Process events from the inbox, and deliver notifications (run several on PostgreSQL to scale out)."""
+    from bridge.notify.channels import make_sender
     from bridge.worker import Worker
 
     database = ctx.database()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())  # finish the batch in hand, then stop
+    sender = threading.Thread(
+        target=make_sender(database, ctx.settings).run, args=(stop,), kwargs={"drain": drain}
+    )
+    sender.start()
     Worker(database, ctx.settings).run(stop, drain=drain)
+    sender.join()
 
 
 @main.command()
@@ -233,11 +238,12 @@ def _register_more_commands() -> None:
     # Imported here: those modules build on this one's context and options.
     from bridge.cli_keys import keys
     from bridge.cli_lti import lti
+    from bridge.cli_notify import notifications
     from bridge.cli_reports import analytics, leaderboard
     from bridge.cli_rules import COMMANDS as RULES_COMMANDS
     from bridge.cli_sync import sync
 
-    for command in (*RULES_COMMANDS, leaderboard, analytics, keys, sync, lti):
+    for command in (*RULES_COMMANDS, leaderboard, analytics, keys, sync, lti, notifications):
         main.add_command(command)
 
 

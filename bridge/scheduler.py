@@ -33,6 +33,9 @@ class Scheduler:
         from bridge.lti.jobs import schedule_lti_jobs  # the LTI tool's: grade push, rosters
 
         schedule_lti_jobs(self, database, settings)
+        from bridge.services.sync_webhooks import schedule_follow_ups  # reads webhooks implied, retried
+
+        schedule_follow_ups(self, database, settings)
 
     def _add_sync_jobs(self, database: Database, settings: Settings) -> None:
         """Each Canvas and Moodle platform's sync on its own cron (default: the global nightly one)."""

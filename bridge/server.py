@@ -68,20 +68,22 @@ def gunicorn_logging(level: str) -> dict[str, Any]:
 def _start_background(worker: Any) -> None:
     # In each gunicorn worker, after fork: the database decides who processes what, so more than one
     # embedded worker stays correct (SQLite's write lock, PostgreSQL's SKIP LOCKED and the job lease).
+    from bridge.notify.channels import start_sender_in_thread
     from bridge.scheduler import Scheduler
     from bridge.worker import start_in_thread
 
     services = worker.wsgi.extensions["bridge"]
     worker.bridge_worker = start_in_thread(services.database, services.settings)
+    worker.bridge_sender = start_sender_in_thread(services.database, services.settings)
     worker.bridge_scheduler = Scheduler(services.database, services.settings)
     worker.bridge_scheduler.start()
 
 
 def _stop_background(_server: Any, worker: Any) -> None:
     if hasattr(worker, "bridge_worker"):
-        thread, stop = worker.bridge_worker
-        stop.set()
-        thread.join(timeout=15)
+        for thread, stop in (worker.bridge_worker, worker.bridge_sender):
+            stop.set()
+            thread.join(timeout=15)
         worker.bridge_scheduler.shutdown()
 
 

@@ -174,6 +174,53 @@ class LeaderboardSettings(_Section):
     size: PositiveInt = 10
 
 
+class WebhookEndpointSettings(_Section):
+    """An outbound webhook: notifications signed as the Standard Webhooks specification says."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    url: AnyHttpUrl
+    secret: SecretStr  # "whsec_" and base64, as Standard Webhooks secrets are written
+    events: list[Literal["award.made", "award.revoked", "approval.requested", "sync.failed"]] = ["award.made"]
+
+
+class EmailSettings(_Section):
+    """SMTP for learners' award emails and administrators' alerts. The password is never logged."""
+
+    host: Annotated[str, Field(min_length=1)]
+    port: PositiveInt | None = None  # None: 587, 465 or 25, as security says
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: Annotated[str, Field(min_length=3)]
+    reply_to: str | None = None
+    admin_address: str | None = None  # alerts: a badge waits for approval, a sync failed
+    templates_dir: Path | None = None  # the operator's templates, file by file over the shipped ones
+    timeout_seconds: PositiveFloat = 30.0
+
+
+class XapiSettings(_Section):
+    """A Learning Record Store that receives an "earned" statement per award (basic auth)."""
+
+    endpoint: AnyHttpUrl
+    username: Annotated[str, Field(min_length=1)]
+    password: SecretStr
+    actor_id: Literal["account", "mbox"] = "account"
+    timeout_seconds: PositiveFloat = 10.0
+
+
+class NotificationSettings(_Section):
+    """How notifications are delivered: retried with backoff, parked after max_attempts."""
+
+    max_attempts: PositiveInt = 8
+    backoff_base_seconds: PositiveFloat = 5.0
+    backoff_max_seconds: PositiveFloat = 3600.0
+    batch_size: PositiveInt = 50
+    idle_sleep_seconds: PositiveFloat = 1.0
+    email: EmailSettings | None = None
+    webhooks: list[WebhookEndpointSettings] = []
+    xapi: XapiSettings | None = None
+
+
 class LtiSettings(_Section):
     """The LTI 1.3 tool: how launches are checked and how long their pages work."""
 
@@ -207,7 +254,8 @@ class Settings(BaseSettings):
         "purchase",
         *LMS_KINDS,
     ]
-    notification_type: Literal["in-app", "email", "webhook"] = "in-app"
+    # The channels notifications go to (one or several); a single name is read as a list of one.
+    notification_type: list[Literal["in-app", "email", "webhook", "xapi"]] = ["in-app"]
     points_per_badge: NonNegativeInt = 0
     api_access: Literal["disabled", "read", "write"] = "disabled"
     sync_schedule: CronExpression = "0 2 * * *"
@@ -220,11 +268,17 @@ class Settings(BaseSettings):
     leaderboard: LeaderboardSettings = LeaderboardSettings()
     issuer: IssuerSettings = IssuerSettings()
     lti: LtiSettings = LtiSettings()
+    notifications: NotificationSettings = NotificationSettings()
 
     @field_validator("sync_schedule")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
         return _cron(value)
+
+    @field_validator("notification_type", mode="before")
+    @classmethod
+    def _one_or_several(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @field_validator("timezone")
     @classmethod
@@ -252,6 +306,17 @@ class Settings(BaseSettings):
         if url is not None and not re.match(r"^(sqlite|postgresql\+psycopg)://", url):
             raise ValueError("expected a sqlite:/// or postgresql+psycopg:// URL")
         return url
+
+    @model_validator(mode="after")
+    def _channels_configured(self) -> Settings:
+        needs = {"email": self.notifications.email, "xapi": self.notifications.xapi}
+        needs["webhook"] = self.notifications.webhooks or None
+        missing = [name for name in self.notification_type if name in needs and needs[name] is None]
+        if missing:
+            where = {"email": "[notifications.email]", "xapi": "[notifications.xapi]"}
+            places = ", ".join(where.get(m, "[[notifications.webhooks]]") for m in missing)
+            raise ValueError(f"notification_type names {', '.join(missing)}: configure {places}")
+        return self
 
     @model_validator(mode="after")
     def _unique_platforms(self) -> Settings:
@@ -305,7 +370,11 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
 
 
 def _describe(error: Any) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "settings"
+    key = ".".join(str(part) for part in error["loc"])
+    if (
+        not key
+    ):  # a rule across keys: its message names them; the input (every value, secrets too) is not shown
+        return f"config: {error['msg'].removeprefix('Value error, ')}"
     if error["type"] == "extra_forbidden":
         return f"config: {key}: unknown key (check the spelling against config.example.toml)"
     value = error.get("input")

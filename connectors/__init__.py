@@ -8,16 +8,20 @@ cursor after storing each page's events), and lists a course's roster. Shared HT
 
 from __future__ import annotations
 
+import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from bridge.domain.events import LearningEvent
 from connectors.http import HttpPolicy, ItemSkipped, LmsError, PlatformStopped, Retryable
 
 __all__ = [
+    "EARLIEST",
+    "LATEST",
     "BadSignature",
     "Connector",
     "ConnectorConfig",
@@ -153,21 +157,73 @@ def connector_for(config: ConnectorConfig) -> Connector:
     raise ValueError(f"no connector for platform kind {config.kind!r}")
 
 
+# The times an LMS may state, in UTC after converting any offset: from 1970-01-01 (Unix time 0; both LMSs
+# keep Unix seconds, and Moodle's 0 means "never") to the end of 9998. A year of room is kept below
+# datetime's limit (9999-12-31) so that adding a window or a week to a time, or converting it to another
+# offset, cannot overflow. A time outside it is refused (the webhook is malformed), never stored.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)  # the first moment refused
+_RANGE = "1970-01-01 to 9998-12-31 (UTC)"
+_LATEST_SECONDS = LATEST.timestamp()
+
+
 def parse_time(value: Any) -> datetime | None:
-    """An ISO 8601 string (``Z`` or an offset) or Unix seconds, as an aware UTC datetime."""
+    """An ISO 8601 string (``Z`` or an offset) or Unix seconds, as an aware UTC datetime.
+
+    None for no time (None, "", 0 or below, text that is not a time); a ValueError naming the value for a
+    time outside :data:`EARLIEST` .. :data:`LATEST`.
+    """
     if value is None or value == "":
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC) if value > 0 else None
-    if isinstance(value, str) and value.isdigit():  # Moodle ids and times may arrive as strings
+        if not value > 0:  # Moodle's 0 is "never" (NaN is no time either)
+            return None
+        if value >= _LATEST_SECONDS:  # compared exactly, so a huge int or infinity cannot overflow
+            raise ValueError(f"time {value!r:.40} is outside {_RANGE}")
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str) and value.isascii() and value.isdigit():  # ids and times may come as strings
+        if len(value) > len(str(int(_LATEST_SECONDS))):  # before int(), which refuses 4,300 digits
+            raise ValueError(f"time {value!r:.40} is outside {_RANGE}")
         return parse_time(int(value))
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        # Compared before converting: aware datetimes compare as instants, and converting
+        # 9999-12-31T23:59:59-01:00 to UTC overflows.
+        if not EARLIEST <= parsed < LATEST:
+            raise ValueError(f"time {value!r:.40} is outside {_RANGE}")
+        return parsed.astimezone(UTC)
     return None
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)
+
+
+def read_json(body: bytes | str) -> Any:
+    """A webhook body as JSON (RFC 8259: no NaN or Infinity, no number too large for a float); ``Malformed``
+    naming the problem otherwise, nesting too deep for the parser included."""
+    try:
+        text = body if isinstance(body, str) else body.decode(json.detect_encoding(body), "surrogatepass")
+        return _DECODER.decode(text)
+    except ValueError as error:  # UnicodeDecodeError included
+        raise Malformed(f"the body is not JSON: {error}") from None
+    except RecursionError:
+        raise Malformed("the body is nested too deeply to be read") from None
 
 
 def fraction(points: Any, possible: Any) -> float | None:

@@ -295,8 +295,15 @@ class CanvasConnector(Connector):
 class _SubmissionsRun:
     """The ``graded_since`` watermark and, while a run is under way, each student chunk's next page.
 
-    Cursor: ``{"watermark": iso, "run": {"since": iso|None, "high": iso|None, "chunks": [...]}}``; a
-    failed run leaves ``run`` behind and the next one resumes every unfinished chunk from its next link.
+    Cursor: ``{"watermark": iso, "run": {"since": iso|None, "high": iso|None, "unposted": iso|None,
+    "chunks": [...]}}``; a failed run leaves ``run`` behind and the next one resumes every unfinished
+    chunk from its next link.
+
+    Canvas posting policies: a grade not posted yet (``posted_at`` null; ``muted`` in a Live Event) is
+    hidden from the student and not counted. ``graded_at`` is when it was graded, not when it is posted,
+    and ``graded_since`` filters on ``graded_at``: a watermark past it would never read it again once
+    posted. So the watermark stops just before the oldest unposted grade a run saw; every run reads it
+    again until it is posted, then counts it.
     """
 
     def __init__(
@@ -308,7 +315,7 @@ class _SubmissionsRun:
             since = None
             if self.watermark is not None:
                 since = _canvas_time(datetime.fromisoformat(self.watermark) - overlap)
-            run = {"since": since, "high": None, "chunks": []}
+            run = {"since": since, "high": None, "unposted": None, "chunks": []}
         else:
             run = json.loads(json.dumps(run))
         covered = {student for chunk in run["chunks"] for student in chunk["students"]}
@@ -340,8 +347,14 @@ class _SubmissionsRun:
             high = self.run["high"]
             if high is None or graded_at > datetime.fromisoformat(high):
                 self.run["high"] = graded_at.isoformat()
-            # Unposted grades are hidden from the student (see canvas_events._grade_change).
-            if submission.get("score") is None or submission.get("posted_at") is None:
+            # Unposted grades are hidden from the student (see canvas_events._grade_change): not counted
+            # now, and the watermark must not pass them (see the class docstring).
+            if submission.get("posted_at") is None:
+                unposted = self.run.get("unposted")
+                if unposted is None or graded_at < datetime.fromisoformat(unposted):
+                    self.run["unposted"] = graded_at.isoformat()
+                continue
+            if submission.get("score") is None:
                 continue
             assignment = submission.get("assignment") or {}
             events.append(
@@ -362,11 +375,17 @@ class _SubmissionsRun:
         return events
 
     def finish(self) -> bool:
-        """Close the run once every chunk is read: the watermark moves to the latest grade seen."""
+        """Close the run once every chunk is read: the watermark moves to the latest grade seen, or to
+        just before the oldest grade seen unposted."""
         if any(not chunk["done"] for chunk in self.run["chunks"]):
             return False
         if self.run["high"] is not None:
             self.watermark = self.run["high"]
+        if self.run.get("unposted") is not None:
+            # A second before it: graded_since is strict, and the overlap may be configured as zero.
+            hold = datetime.fromisoformat(self.run["unposted"]) - timedelta(seconds=1)
+            if self.watermark is None or hold < datetime.fromisoformat(self.watermark):
+                self.watermark = hold.isoformat()
         self.run = {}
         return True
 

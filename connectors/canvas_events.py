@@ -269,8 +269,6 @@ def parse_live_event(platform: str, payload: Mapping[str, Any]) -> list[Learning
         return []
     try:
         return parser(platform, metadata, body)
-    except (
-        TypeError,
-        ValueError,
-    ) as error:  # a field of the wrong type: the payload is not what Canvas sends
+    except (TypeError, ValueError, OverflowError) as error:
+        # A field of the wrong type or size (a score too large for a float): not what Canvas sends.
         raise Malformed(f"{metadata.get('event_name')}: {error}") from None

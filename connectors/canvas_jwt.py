@@ -10,7 +10,6 @@ header". So the JWKS is cached, and fetched again when a token names an unknown 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import Any
 import jwt
 import requests
 
-from connectors import BadSignature, ConnectorConfig, Malformed
+from connectors import BadSignature, ConnectorConfig, Malformed, read_json
 from connectors.http import USER_AGENT
 
 # Clock skew tolerated on exp/iat/nbf.
@@ -74,11 +73,7 @@ def verify_live_event(body: bytes, config: ConnectorConfig, jwks: JwksCache) -> 
     """The Live Event ``{"metadata", "body"}`` a request carries, verified as the platform requires."""
     text = body.decode("utf-8", errors="replace").strip()
     if config.webhook_auth == "unsigned":
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            raise Malformed("the body is not JSON (this platform receives unsigned Live Events)") from None
-        return _envelope(payload)
+        return _envelope(read_json(text))
     if text.startswith("{"):
         raise BadSignature("this platform accepts only signed Live Events (an RS256 JWT)")
     try:

@@ -22,7 +22,16 @@ from typing import Any
 
 from bridge.clock import utcnow
 from bridge.domain.events import LearningEvent
-from connectors import BadSignature, Connector, ConnectorConfig, Malformed, Member, PollOptions, PollPage
+from connectors import (
+    BadSignature,
+    Connector,
+    ConnectorConfig,
+    Malformed,
+    Member,
+    PollOptions,
+    PollPage,
+    read_json,
+)
 from connectors.http import HttpClient, ItemSkipped, Page, PlatformStopped, php_params
 from connectors.moodle_events import (
     COMPLETE_STATES,
@@ -104,15 +113,15 @@ class MoodleConnector(Connector):
             raise BadSignature("the platform has no webhook_secret configured")
         if self.config.webhook_auth == "hmac":
             self._verify_hmac(headers, body, secret)
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise Malformed("the body is not JSON") from None
+        payload = read_json(body)
         if not isinstance(payload, dict):
             raise Malformed("expected one Moodle event as a JSON object")
         if self.config.webhook_auth != "hmac":
             token = payload.get("token")
-            if not isinstance(token, str) or not hmac.compare_digest(token.encode(), secret.encode()):
+            # JSON's \u escapes can make lone surrogates, which plain UTF-8 cannot encode: "surrogatepass"
+            # encodes them as bytes no secret's UTF-8 has, so such a token is just a wrong one.
+            given = token.encode("utf-8", "surrogatepass") if isinstance(token, str) else None
+            if given is None or not hmac.compare_digest(given, secret.encode()):
                 raise BadSignature("the token in the body does not match the platform's webhook_secret")
         return payload
 
@@ -122,10 +131,14 @@ class MoodleConnector(Connector):
             sent_at = int(stamp)
         except ValueError:
             raise BadSignature(f"{TIMESTAMP_HEADER}: expected Unix seconds") from None
-        if abs(time.time() - sent_at) > self.config.replay_window_seconds:
+        # Compared as int with float, which is exact: a huge stamp cannot overflow (time.time() - it would).
+        now, window = time.time(), self.config.replay_window_seconds
+        if not now - window <= sent_at <= now + window:
             raise BadSignature(f"{TIMESTAMP_HEADER}: outside the replay window")
         expected = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(signature.removeprefix("sha256="), expected):
+        # As bytes: compare_digest refuses str with non-ASCII characters, which a header may carry.
+        given = signature.removeprefix("sha256=").encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(given, expected.encode()):
             raise BadSignature(f"{SIGNATURE_HEADER}: does not match the body")
 
     def webhook_type(self, payload: Mapping[str, Any]) -> str:
@@ -253,7 +266,9 @@ class MoodleConnector(Connector):
             seen = snapshot.setdefault(user, {})
             for item in usergrade.get("gradeitems") or []:
                 item_id, raw = str(item.get("id")), item.get("graderaw")
-                if raw is not None and seen.get(item_id) != raw:
+                # A hidden grade (gradeishidden) is not the learner's yet: not counted, and not recorded
+                # as seen, so the poll after the teacher shows it counts it.
+                if raw is not None and seen.get(item_id) != raw and not item.get("gradeishidden"):
                     events.extend(grade_item_events(self.config.platform, course, user, item, "poll"))
                     seen[item_id] = raw
         yield PollPage("grades", events, {"snapshot": snapshot})

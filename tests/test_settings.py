@@ -25,7 +25,7 @@ def test_defaults_match_the_documented_module_options() -> None:
     assert settings.badge_level_threshold == [100, 250, 500]
     assert settings.track_event_types[:2] == ["login", "purchase"]
     assert "course_completed" in settings.track_event_types
-    assert settings.notification_type == "in-app"
+    assert settings.notification_type == ["in-app"]
     assert settings.points_per_badge == 0
     assert settings.api_access == "disabled"
     assert settings.sync_schedule == "0 2 * * *"
@@ -45,6 +45,9 @@ points_per_badge = 10
 notification_type = "email"
 [worker]
 batch_size = 25
+[notifications.email]
+host = "smtp.example.edu"
+from_address = "badges@example.edu"
 [[platforms]]
 id = "school-moodle"
 kind = "moodle"
@@ -53,7 +56,7 @@ token = "abc"
 """,
     )
     settings = load_settings(config)
-    assert settings.points_per_badge == 10 and settings.notification_type == "email"
+    assert settings.points_per_badge == 10 and settings.notification_type == ["email"]
     assert settings.worker.batch_size == 25
     platform = settings.platform("school-moodle")
     assert platform is not None and platform.kind == "moodle"
@@ -136,3 +139,13 @@ def test_the_cli_stops_with_the_line_and_exit_status_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--config", str(config), "db", "current"])
     assert result.exit_code == 2
     assert result.output.strip().startswith("config: points_per_badge = -1:")
+
+
+def test_a_notification_channel_needs_its_configuration(tmp_path: Path) -> None:
+    config = write(tmp_path, 'notification_type = ["in-app", "email", "webhook"]\n')
+    with pytest.raises(SettingsError) as refused:
+        load_settings(config)
+    assert refused.value.lines == [
+        "config: notification_type names email, webhook: configure [notifications.email], "
+        "[[notifications.webhooks]]"
+    ]

@@ -303,4 +303,10 @@ class ApiKey(Base):
 
 
 # Imported last: those modules add their tables to Base.metadata (tests empty every table listed there).
-from bridge.db import models_lti, models_lti_grades, models_sync  # noqa: E402, F401
+from bridge.db import (  # noqa: E402, F401
+    models_lti,
+    models_lti_grades,
+    models_notify,
+    models_sync,
+    models_webhooks,
+)

@@ -27,6 +27,7 @@ from bridge.domain.criteria import Criteria, Requirement, Tier
 from bridge.domain.expressions import EventFilter, ExpressionError
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_NOT_A_FILE_NAME = re.compile(r"[/\\\x00-\x1f\x7f\ud800-\udfff]")
 _TEMPLATE_KEYS = {
     "id", "name", "description", "image", "narrative", "tags", "points", "prerequisites",
     "requires_approval", "expires_after_days", "expires_on", "tiers", "criteria",
@@ -97,7 +98,7 @@ def parse_template(
         id=template_id,
         name=_text(raw, "name", source),
         description=_text(raw, "description", source),
-        image=_text(raw, "image", source),
+        image=_image(raw, source),
         narrative=str(raw.get("narrative", "")),
         tags=tuple(tags),
         points=points,
@@ -391,6 +392,18 @@ def _text(raw: Mapping[str, Any], key: str, source: str, where: str = "") -> str
             source, f"{where}.{key}" if where else key, "missing: expected a non-empty string"
         )
     return value
+
+
+def _image(raw: Mapping[str, Any], source: str) -> str:
+    """The file name of the image beside the template: one name that a file system can hold (at most 255
+    bytes), with no folder, NUL, control character or lone surrogate. Checked before any file is looked
+    for: a longer name made the look-up itself fail (OSError: file name too long)."""
+    name = _text(raw, "image", source)
+    if _NOT_A_FILE_NAME.search(name) or len(name.encode()) > 255 or name in (".", ".."):
+        raise TemplateError(
+            source, "image", "expected the file name of an image beside the template (at most 255 bytes)"
+        )
+    return name
 
 
 def _as_json(value: Any) -> Any:

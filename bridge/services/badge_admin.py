@@ -158,5 +158,8 @@ class BadgeAdmin:
 
 
 def _image_exists(directory: Path, name: str) -> bool:
-    path = (directory / name).resolve()
-    return path.is_file() and path.parent == directory.resolve()
+    try:
+        path = (directory / name).resolve()
+        return path.is_file() and path.parent == directory.resolve()
+    except OSError:  # a name this file system cannot hold (some allow fewer than 255 bytes)
+        return False

@@ -16,6 +16,7 @@ from bridge.db.driver import Driver
 from bridge.db.models import Approval
 from bridge.domain.aggregates import EventFacts
 from bridge.domain.evaluation import Earned
+from bridge.notify.outbox import OutboxWriter, Route
 from bridge.services.event_rows import COLUMNS, event_row, learner_events, to_learning_event
 from bridge.services.ledgers import LearnerContext, document, to_stored
 
@@ -40,9 +41,11 @@ class AwardMade:
 
 
 class EffectWriter:
-    def __init__(self, dialect: str, zone: tzinfo) -> None:
+    def __init__(self, dialect: str, zone: tzinfo, award_routes: Sequence[Route] = ()) -> None:
         self._zone = zone
         self._driver = driver = Driver(dialect)
+        # Each award's notifications, in its own transaction (see bridge.notify.outbox).
+        self._outbox = OutboxWriter(driver, award_routes)
         # The rows of these run on the driver's cursor (see bridge.db.driver): a row of states per
         # learner in the batch, and a report per record that completes or changes tier.
         self._upsert_states = (
@@ -137,6 +140,8 @@ class EffectWriter:
             AwardMade(award_id, earned.badge.id, earned.tier.name, *learner.key)
             for award_id, (earned, learner) in zip(ids, made_for, strict=True)
         ]
+        made_by = [(award_id, learner.id) for award_id, (_, learner) in zip(ids, made_for, strict=True)]
+        self._outbox.awards_made(session, made_by, now)
         if approval_rows:
             session.connection().execute(insert(Approval), approval_rows)
         self._driver.execute_many(session, self._update_points, point_rows)

@@ -13,6 +13,7 @@ from bridge.db.engine import Database
 from bridge.db.models import Approval, Award, Badge, Learner
 from bridge.domain.criteria import Tier
 from bridge.domain.rules import ActiveBadge
+from bridge.notify.outbox import add_notifications, routes
 from bridge.services.audit import record_audit
 from bridge.services.badges import RuleBookCache, active_badge
 from bridge.services.effects import AwardMade
@@ -135,6 +136,8 @@ class ManualAwards:
                 reason=reason,
                 details={"points_removed": award.points},
             )
+            to = routes(self._settings, "award.revoked")
+            add_notifications(session, "award.revoked", to, award_id=award.id, learner_id=learner.id)
 
     def decide(self, *, approval_id: int, approve: bool, actor: str, reason: str | None) -> int | None:
         """Approve (award it, returning the award id) or reject a pending approval."""

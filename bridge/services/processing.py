@@ -22,6 +22,7 @@ from bridge.db.engine import Database
 from bridge.db.models import Learner
 from bridge.domain.aggregates import EventFacts
 from bridge.domain.evaluation import AwardPolicy
+from bridge.notify.outbox import routes
 from bridge.services.badges import RuleBookCache
 from bridge.services.effects import AwardMade, EffectWriter
 from bridge.services.event_rows import to_learning_event
@@ -52,7 +53,7 @@ class EventProcessor:
         policy = AwardPolicy(settings.enable_achievements, settings.points_per_badge)
         self.rules_lag = rules_lag(settings)
         self.ledgers = LedgerReader(dialect, self._zone, policy, self.rules_lag)
-        self.effects = EffectWriter(dialect, self._zone)
+        self.effects = EffectWriter(dialect, self._zone, routes(settings, "award.made"))
 
     def process(self, session: Session, rows: Sequence[Any]) -> BatchResult:
         """Evaluate ``rows`` (event rows, in the order given) and write their effects to the session."""

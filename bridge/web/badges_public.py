@@ -8,12 +8,13 @@ need no API key: verifiers and backpacks anywhere must be able to read them.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, cast
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, render_template, request
 
-from bridge.domain import ob2
+from bridge.domain import ob2, ob3
 from bridge.issuing.keys import ALGORITHMS, Algorithm
 from bridge.issuing.publisher import Publisher
 from bridge.issuing.records import AwardRecord, public_profile
@@ -31,6 +32,19 @@ badges_public = Blueprint(
 )
 _JSON_TYPES = ["application/ld+json", "application/json"]
 _VC_JWT = "application/vc+jwt"
+# Award ids are 64-bit: both databases refuse a larger integer outright (a 500). The last status list is
+# the last whose id range ends within 64 bits (the one after it would hold only the top 2^17 ids).
+_LAST_STATUS_LIST = (2**63 - 1) // ob3.STATUS_LIST_BITS - 1
+# What Publisher.public_id writes: the award id and a MAC in lower-case hex. Anything else is no award
+# (and some of it, non-ASCII text, hmac.compare_digest refuses with a TypeError).
+_PUBLIC_ID = re.compile(r"[0-9]{1,18}-[0-9a-f]{20}")
+
+
+@badges_public.url_value_preprocessor
+def _nothing_stored_has_nul(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """A path value with NUL names nothing stored (PostgreSQL refuses NUL in text: it was a 500)."""
+    if values and any(isinstance(value, str) and "\x00" in value for value in values.values()):
+        raise ApiError(404, "not_found", "nothing is published at this address")
 
 
 def _publisher() -> Publisher:
@@ -71,7 +85,7 @@ def _file(content: bytes | str | None, mimetype: str, what: str) -> Response:
 
 def _award(public_id: str, *, live: bool = False) -> AwardRecord:
     """The award behind ``public_id``; ``live``: a revoked one answers 410 (no downloads of it)."""
-    record = _publisher().record(public_id)
+    record = _publisher().record(public_id) if _PUBLIC_ID.fullmatch(public_id) else None
     if record is None:
         raise ApiError(404, "unknown_assertion", "no badge at this address")
     if live and record.revoked_at is not None:
@@ -103,7 +117,7 @@ def badge_class(iid: str, badge_id: str, tier: str) -> Response:
     return _document(_publisher().badge_class(iid, badge_id, tier), "badge")
 
 
-@badges_public.get("/issuers/<iid>/status/<int:number>")
+@badges_public.get(f"/issuers/<iid>/status/<int(max={_LAST_STATUS_LIST}):number>")
 def status_list(iid: str, number: int) -> Response:
     """The status list credential: JSON, or signed as a VC-JWT for ``Accept: application/vc+jwt``."""
     if request.accept_mimetypes.best_match([*_JSON_TYPES, _VC_JWT]) == _VC_JWT:

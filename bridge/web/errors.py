@@ -8,9 +8,13 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from bridge.db.engine import outage_cause
 from bridge.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
+# What a client is asked to wait after a 503 for an unavailable database: long enough for a failover or
+# a restart to show, short enough that a lock or a full disk freed is noticed soon.
+RETRY_AFTER_SECONDS = 5
 
 
 class ApiError(Exception):
@@ -33,6 +37,13 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     429: "too_many_requests",
 }
+
+
+def database_unavailable(cause: str) -> tuple[Response, int]:
+    """503 with ``Retry-After``: the request was fine, the database is not available just now."""
+    response, status = error_response(503, "database_unavailable", f"database unavailable: {cause}")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response, status
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -58,5 +69,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> tuple[Response, int]:
+        # The database down, full, locked or unreachable (from any route, through SQLAlchemy or the
+        # inbox's own connection) is no fault of the request: 503, to be retried.
+        cause = outage_cause(error)
+        if cause is not None:
+            message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+            log.warning("request.database_unavailable", extra={"cause": cause, "error": message})
+            return database_unavailable(cause)
         log.exception("request.unexpected_error")
         return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")

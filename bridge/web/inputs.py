@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+import math
+from typing import Any, NoReturn, TypeVar
 
 from flask import request
 from pydantic import BaseModel, ValidationError
@@ -13,6 +14,22 @@ from bridge.web.errors import ApiError
 Model = TypeVar("Model", bound=BaseModel)
 
 
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return value
+
+
+# RFC 8259 JSON: Python's json module also reads NaN, Infinity and numbers that overflow to infinity,
+# which PostgreSQL's jsonb refuses (a 500 when stored), as does any strict reader. Only floats pay.
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)
+
+
 def json_body() -> Any:
     if request.mimetype != "application/json":
         raise ApiError(
@@ -20,10 +37,13 @@ def json_body() -> Any:
             "unsupported_media_type",
             f"expected Content-Type application/json, got {request.mimetype or 'none'!r}",
         )
+    raw = request.get_data(cache=False)
     try:
-        return json.loads(request.get_data(cache=False))
-    except (ValueError, UnicodeDecodeError) as error:
+        return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    except ValueError as error:  # UnicodeDecodeError included
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "the body is nested too deeply to be read") from None
 
 
 def field_name(location: tuple[Any, ...]) -> str:

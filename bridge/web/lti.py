@@ -25,20 +25,16 @@ from flask import (
     url_for,
 )
 from pylti1p3.contrib.flask import FlaskRequest
-from pylti1p3.exception import LtiException, OIDCException
-from werkzeug.exceptions import HTTPException
 
-from bridge import metrics
 from bridge.lti.dynamic_registration import RegistrationRefused, fetch_platform_configuration
 from bridge.lti.dynamic_registration import register as register_tool
 from bridge.lti.launch import LaunchRefused
 from bridge.lti.registry import store_dynamic_registration
-from bridge.lti.sessions import LaunchContext
 from bridge.lti.tool import DeepLinkItem, LtiTool
 from bridge.lti.tool_config import canvas_developer_key
 from bridge.services.badge_admin import list_badges
-from bridge.services.progress import learner_progress
 from bridge.web.context import services
+from bridge.web.pages import check_csrf, launch_context, register_refusal_pages
 
 lti = Blueprint("lti", __name__, url_prefix="/lti")
 _STATIC = Path(__file__).parent / "static"
@@ -57,25 +53,7 @@ def _page(template: str, status: int = 200, **values: Any) -> Response:
     return response
 
 
-@lti.errorhandler(LaunchRefused)
-def _refused(error: LaunchRefused) -> Response:
-    metrics.LTI_REFUSALS.labels(error.reason).inc()
-    log.warning("lti.refused", extra={"reason": error.reason, "status": error.status, "path": request.path})
-    return _page("lti/error.html", error.status, message=error.message, reason=error.reason)
-
-
-@lti.errorhandler(LtiException)
-@lti.errorhandler(OIDCException)
-def _library_refused(error: Exception) -> Response:
-    return _refused(LaunchRefused("bad_message", f"The launch request is not valid: {error}."))
-
-
-@lti.errorhandler(HTTPException)
-def _http_error(error: HTTPException) -> Response:
-    status = error.code or 400
-    if status >= 500:
-        raise error
-    return _refused(LaunchRefused(f"http_{status}", error.description or error.name, status))
+register_refusal_pages(lti)
 
 
 @lti.route("/login", methods=["GET", "POST"])
@@ -99,53 +77,17 @@ def launch() -> Any:
     custom = context.claims.get("https://purl.imsglobal.org/spec/lti/claim/custom") or {}
     badge = custom.get("bridge_badge") if isinstance(custom, dict) else None
     if context.course is not None:
-        page = url_for("lti.course_page", course=context.course, lt=token, badge=badge, _external=True)
-        return redirect(page, 303)
-    return redirect(url_for("lti.my_page", lt=token, _external=True), 303)
-
-
-def _context() -> LaunchContext:
-    context = tool().context(request.values.get("lt"))
-    if context is None:
-        raise LaunchRefused(
-            "session_expired", "This page has expired. Open the tool again from your course.", 401
+        page = url_for(
+            "learner_pages.course_page", course=context.course, lt=token, badge=badge, _external=True
         )
-    return context
-
-
-@lti.get("/courses/<path:course>")
-def course_page(course: str) -> Response:
-    context = _context()
-    if context.course != course:
-        # A launch's token shows its own course only.
-        raise LaunchRefused("wrong_context", "This page belongs to another course.", 403)
-    return _learner_page(context)
-
-
-@lti.get("/me")
-def my_page() -> Response:
-    return _learner_page(_context())
-
-
-def _learner_page(context: LaunchContext) -> Response:
-    database, settings = services().database, services().settings
-    progress = learner_progress(database, settings, context.platform, context.lms_user_id)
-    badge = request.args.get("badge")
-    if badge is not None:  # the page of one badge a course placed
-        progress = [p for p in progress if p.badge_id == badge]
-    return _page(
-        "lti/learner.html",
-        context=context,
-        earned=[p for p in progress if p.awarded_tiers],
-        working=[p for p in progress if not p.awarded_tiers],
-    )
+        return redirect(page, 303)
+    return redirect(url_for("learner_pages.my_page", lt=token, _external=True), 303)
 
 
 @lti.post("/deep-link")
 def deep_link() -> Response:
-    context = _context()
-    if not tool().tokens.csrf_matches(context.launch_id, request.form.get("csrf")):
-        raise LaunchRefused("bad_csrf", "The form was not sent from the tool's own page.", 403)
+    context = launch_context()
+    check_csrf(context)
     if not context.is_instructor:
         raise LaunchRefused("not_allowed", "Only instructors can place badges in a course.", 403)
     choice = request.form.get("item", "")
@@ -210,7 +152,7 @@ def icon() -> Response:
     return send_from_directory(_STATIC, "lti-icon.svg", mimetype="image/svg+xml", max_age=86400)
 
 
-@lti.get("/scripts/<any(autosubmit, registered):name>.js")
+@lti.get("/scripts/<any(autosubmit, registered, toasts):name>.js")
 def static_script(name: str) -> Response:
     # Served by the tool itself (no CDN), a file rather than inline script so a strict CSP can hold.
     return send_from_directory(_STATIC, f"{name}.js", mimetype="text/javascript", max_age=3600)

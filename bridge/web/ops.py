@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bridge import __version__, metrics
 from bridge.services.queue import queue_stats
 from bridge.web.context import services
+from bridge.web.errors import RETRY_AFTER_SECONDS
 
 ops = Blueprint("ops", __name__)
 log = logging.getLogger(__name__)
@@ -37,7 +38,9 @@ def healthz() -> tuple[Response, int]:
             stats = queue_stats(session)
     except SQLAlchemyError as error:
         log.warning("health.database_unreachable", extra={"error": type(error).__name__})
-        return jsonify(status="unhealthy", database="unreachable"), 503
+        response = jsonify(status="unhealthy", database="unreachable")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response, 503
     healthy = stats.lag_seconds <= limit
     body = {
         "status": "ok" if healthy else "unhealthy",
@@ -48,6 +51,9 @@ def healthz() -> tuple[Response, int]:
             "lag_seconds": round(stats.lag_seconds, 3),
             "max_lag_seconds": limit,
         },
+        # Reads a webhook implied (a Moodle grade): pending ones are under way or backing off; failed
+        # ones are parked until ``badge-bridge events retry`` (they do not make the service unhealthy).
+        "webhook_follow_ups": {"pending": stats.follow_ups_pending, "failed": stats.follow_ups_failed},
     }
     return jsonify(body), 200 if healthy else 503
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat
 
 from bridge.domain.text import check_data, name_problem
+from connectors import EARLIEST, LATEST
 
 
 def _acceptable_name(value: str) -> str:
@@ -39,7 +40,10 @@ class EventIn(BaseModel):
     score: Annotated[StrictFloat, Field(ge=0, le=1)] | None = Field(
         default=None, description="A fraction between 0 and 1; raw points belong in data"
     )
-    occurred_at: AwareDatetime | None = Field(default=None, description="Defaults to the time received")
+    # The range an LMS time may take (connectors.parse_time): a time beyond it overflowed in the worker.
+    occurred_at: Annotated[AwareDatetime, Field(ge=EARLIEST, lt=LATEST)] | None = Field(
+        default=None, description="Defaults to the time received; from 1970-01-01 to the end of 9998 (UTC)"
+    )
     data: Annotated[dict[str, Any], AfterValidator(_acceptable_data)] = Field(default_factory=dict)
 
 

@@ -111,7 +111,9 @@ def _database_url(directory: Path) -> Iterator[str]:
 
 
 @contextmanager
-def tool_server(directory: Path) -> Iterator[ToolServer]:
+def tool_server(directory: Path, *, moodle_site: str | None = None) -> Iterator[ToolServer]:
+    """``moodle_site``: the address the Moodle platform's pages are served from (a test's own host page,
+    which must be allowed to frame the tool); by default the fake platform's."""
     cert, key = self_signed_certificate(directory / "tls")
     port = free_port()
     base = f"https://127.0.0.1:{port}"
@@ -138,7 +140,8 @@ def tool_server(directory: Path) -> Iterator[ToolServer]:
             "[lti]\ntimeout_seconds = 2.0\njwks_refetch_seconds = 1.0\n"
             f'[server]\nbind = "127.0.0.1:{port}"\nworkers = 1\ntls_certificate = "{cert}"\n'
             f'tls_private_key = "{key}"\n'
-            f'[[platforms]]\nid = "moodle1"\nkind = "moodle"\nbase_url = "{platforms["moodle"].base_url}"\n'
+            f'[[platforms]]\nid = "moodle1"\nkind = "moodle"\n'
+            f'base_url = "{moodle_site or platforms["moodle"].base_url}"\n'
             f'[[platforms]]\nid = "canvas1"\nkind = "canvas"\nbase_url = "{platforms["canvas"].base_url}"\n'
             # A second Canvas tenant: the same issuer, another client id.
             f'[[platforms]]\nid = "canvas2"\nkind = "canvas"\nbase_url = "{platforms["canvas"].base_url}"\n',

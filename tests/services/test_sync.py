@@ -190,6 +190,7 @@ def test_the_scheduler_runs_each_lms_platform_on_its_cron(database: Database, se
         "nightly-sync:moodle2",
         "lti-grades",
         "lti-rosters",
+        "webhook-follow-ups",
     }
 
 

@@ -1,0 +1,69 @@
+"""The notification an outbox row stands for, built when it is sent, from the award as it is then (a
+revoked award is told as revoked), with the links and the baked image the Open Badges publisher makes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.db.models_notify import OutboxNotification
+from bridge.issuing import records
+from bridge.issuing.publisher import Publisher
+from bridge.issuing.records import AwardRecord
+from bridge.notify.messages import Notification
+
+
+class Renderer:
+    def __init__(self, publisher: Publisher, admin_email: str | None = None) -> None:
+        self._publisher = publisher
+        self._admin_email = admin_email
+
+    def __call__(self, row: OutboxNotification) -> Notification | None:
+        payload: dict[str, Any] = dict(row.payload or {})
+        record = records.award_record(self._publisher.database, row.award_id) if row.award_id else None
+        if record is not None:
+            payload |= self._award_payload(record)
+        target = row.target
+        if row.channel == "email":
+            if row.kind in ("award.made", "award.revoked"):
+                target = record.email if record is not None else None
+            else:  # alerts for the people who run the bridge
+                target = self._admin_email
+            if target is None:
+                return None
+        return Notification(row.id, row.kind, row.channel, row.created_at, payload, target, row.attempts)  # type: ignore[arg-type]
+
+    def image(self, notification: Notification) -> bytes | None:
+        """The baked OB 2.0 PNG of the notification's award (for an email to show and carry)."""
+        award = notification.payload.get("award")
+        record = records.award_record(self._publisher.database, award["id"]) if award else None
+        return None if record is None else self._publisher.baked_png(record, 2)
+
+    def _award_payload(self, record: AwardRecord) -> dict[str, Any]:
+        assertion = self._publisher.assertion_url(record.award_id)
+        return {
+            "award": {
+                "id": record.award_id,
+                "badge_id": record.badge.id,
+                "badge_name": record.badge.name,
+                "badge_description": record.badge.description,
+                "tier": record.tier,
+                "awarded_at": record.awarded_at.isoformat(),
+                "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
+                "revoked_reason": record.revoked_reason,
+            },
+            "learner": {
+                "platform": record.platform,
+                "lms_user_id": record.lms_user_id,
+                "name": record.learner_name,
+                "email": record.email,
+            },
+            "links": {
+                "badge_class": self._publisher.badge_class_url(
+                    self._publisher.issuer_key(record.platform), record.badge.id, record.tier
+                ),
+                "badge_page": assertion,
+                "assertion": assertion,
+                "image_png": f"{assertion}/badge.png",
+                "credential": f"{assertion}/credential.jwt",
+            },
+        }
