@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.routing import IntegerConverter
 
 from bridge import metrics
 from bridge.bootstrap import open_database
@@ -30,7 +31,7 @@ from bridge.web.api import api
 from bridge.web.badges_api import badges_api
 from bridge.web.badges_public import badges_public
 from bridge.web.context import Services
-from bridge.web.errors import register_error_handlers
+from bridge.web.errors import ApiError, register_error_handlers
 from bridge.web.lti import lti
 from bridge.web.lti_api import lti_api
 from bridge.web.notifications_api import notifications_api
@@ -96,6 +97,9 @@ def create_app(settings: Settings, database: Database | None = None) -> Flask:
         lti=LtiTool(database, settings),
     )
     register_error_handlers(app)
+    # Ids in paths are 64-bit in both databases: a larger number is no row of ours (404), not an overflow.
+    app.url_map.converters["int"] = _Int64
+    app.before_request(_refuse_nul)
     app.register_blueprint(ops)
     app.register_blueprint(api)
     app.register_blueprint(reports)
@@ -136,6 +140,18 @@ def _observe_requests(app: Flask) -> None:
                 },
             )
         return response
+
+
+class _Int64(IntegerConverter):
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
+def _refuse_nul() -> None:
+    """No path or query value may hold NUL: PostgreSQL cannot compare text with it (see domain.text)."""
+    if "\x00" in request.path or any("\x00" in value for value in request.args.values()):
+        raise ApiError(400, "bad_request", "the address holds a NUL character")
 
 
 def _no_sniffing(response: Response) -> Response:
