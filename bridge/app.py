@@ -36,6 +36,8 @@ from bridge.web.lti import lti
 from bridge.web.lti_api import lti_api
 from bridge.web.notifications_api import notifications_api
 from bridge.web.ops import ops
+from bridge.web.pages_admin import admin_pages
+from bridge.web.pages_instructor import instructor_pages
 from bridge.web.pages_learner import learner_pages
 from bridge.web.proxies import TrustedProxies
 from bridge.web.reports import reports
@@ -112,6 +114,8 @@ def create_app(settings: Settings, database: Database | None = None) -> Flask:
     app.register_blueprint(lti_api)
     app.register_blueprint(notifications_api)
     app.register_blueprint(learner_pages)
+    app.register_blueprint(instructor_pages)
+    app.register_blueprint(admin_pages)
     _observe_requests(app)
     app.wsgi_app = TrustedProxies(app.wsgi_app, settings.server.trusted_proxies)  # type: ignore[method-assign]
     return app

@@ -62,6 +62,16 @@ def shape_key(
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
+class Unit(NamedTuple):
+    """What a requirement counts, in the singular and the plural: "1 quiz aced", "3 quizzes aced"."""
+
+    one: str
+    other: str
+
+    def of(self, count: float) -> str:
+        return self.one if count == 1 else self.other
+
+
 @dataclass(frozen=True, slots=True)
 class Requirement:
     """What one kind of evidence must add up to; ``kinds`` is empty for the learner's points."""
@@ -73,7 +83,7 @@ class Requirement:
     field: str | None = None
     filter: EventFilter | None = None
     window: Window | None = None
-    unit: str | None = None
+    unit: Unit | None = None
 
     @property
     def on_points(self) -> bool:

@@ -5,18 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.domain.aggregates import AllOf, Count, Distinct, Max, Streak, Sum
-from bridge.domain.criteria import Part, Progress, Requirement, is_retired
+from bridge.domain.criteria import Part, Progress, Requirement, Unit, is_retired
 
 _KIND_UNITS = {
-    "login": "sign-ins",
-    "purchase": "purchases",
-    "course_completed": "courses completed",
-    "module_completed": "modules completed",
-    "activity_completed": "activities completed",
-    "assignment_graded": "assignments graded",
-    "quiz_graded": "quizzes graded",
-    "course_graded": "course grades",
-    "enrolled": "enrolments",
+    "login": Unit("sign-in", "sign-ins"),
+    "purchase": Unit("purchase", "purchases"),
+    "course_completed": Unit("course completed", "courses completed"),
+    "module_completed": Unit("module completed", "modules completed"),
+    "activity_completed": Unit("activity completed", "activities completed"),
+    "assignment_graded": Unit("assignment graded", "assignments graded"),
+    "quiz_graded": Unit("quiz graded", "quizzes graded"),
+    "course_graded": Unit("course grade", "course grades"),
+    "enrolled": Unit("enrolment", "enrolments"),
 }
 
 
@@ -33,42 +33,50 @@ def describe(progress: Progress, today: int) -> str:
     return f"{met} of {len(progress.parts)} requirements met; next: {_part(unmet, today)}"
 
 
-def unit(requirement: Requirement) -> str:
+def unit(requirement: Requirement) -> Unit:
+    """What the requirement counts, in both numbers: the template's ``unit``, or words from its shape."""
     if requirement.unit:
         return requirement.unit
     aggregate = requirement.aggregate
     if aggregate is None:
-        return "points"
+        return Unit("point", "points")
     if isinstance(aggregate, Streak):
-        return "days in a row"
+        return Unit("day in a row", "days in a row")
     if isinstance(aggregate, Distinct):
         if requirement.field == "day":
-            return "days of activity"
+            return Unit("day of activity", "days of activity")
         if requirement.field == "week":
-            return "weeks of activity"
-        return f"different {_field_words(requirement.field)}s"
+            return Unit("week of activity", "weeks of activity")
+        words = _field_words(requirement.field)
+        return Unit(f"different {words}", f"different {words}s")
     if isinstance(aggregate, Sum | Max):
-        return _field_words(requirement.field)
+        words = _field_words(requirement.field)
+        return Unit(words, words)
     if isinstance(aggregate, AllOf):
-        return "items"
+        return Unit("item", "items")
     if len(requirement.kinds) == 1:
         (kind,) = requirement.kinds
-        return _KIND_UNITS.get(kind, f"{kind.replace('_', ' ')} events")
-    return "activities"
+        words = kind.replace("_", " ")
+        return _KIND_UNITS.get(kind, Unit(f"{words} event", f"{words} events"))
+    return Unit("activity", "activities")
 
 
 def _part(part: Part, today: int) -> str:
     requirement = part.requirement
-    words = unit(requirement)
+    # "N of M things": the noun agrees with M, the number it counts towards.
+    words = unit(requirement).of(requirement.target)
     value, target = _number(part.value), _number(requirement.target)
-    window = _window_words(requirement)
+    window = _window_words(requirement, part.met)
     aggregate = requirement.aggregate
     if isinstance(aggregate, Streak):
         return _streak(part, today)
+    if isinstance(aggregate, Max):
+        best = words if words.lower().startswith("best ") else f"best {words}"
+        if part.met:
+            return f"Complete: {best} of {target} or more{window}"
+        return f"{best[:1].upper()}{best[1:]} so far: {value} of {target}{window}"
     if part.met:
         return f"Complete: {target} {words}{window}"
-    if isinstance(aggregate, Max):
-        return f"Best {words} so far: {value} of {target}{window}"
     if isinstance(aggregate, Sum):
         return f"{value} of {target} {words} in total{window}"
     if isinstance(aggregate, AllOf) and requirement.window is None and not is_retired(part.state):
@@ -98,8 +106,8 @@ def _streak(part: Part, today: int) -> str:
         return f"{current}-day streak (last active {when}): {more} more {_days(more)} in a row to earn it"
     longest = int(part.value)
     if longest:
-        return f"Longest streak so far {longest} of {target} days: start a new one today"
-    return f"0 of {target} days in a row: start today"
+        return f"Longest streak so far {longest} of {target} {_days(target)}: start a new one today"
+    return f"0 of {target} {_days(target)} in a row: start today"
 
 
 def _tiered(progress: Progress) -> str:
@@ -108,20 +116,21 @@ def _tiered(progress: Progress) -> str:
     value = _number(part.value)
     upcoming = progress.next_tier
     if upcoming is None:
-        return f"{progress.tier.title()} reached: {value} {words}"
-    remaining = _number(upcoming.target - part.value)
+        return f"{progress.tier.title()} reached: {value} {words.of(part.value)}"
+    more = upcoming.target - part.value
     if progress.tier:
-        return f"{progress.tier.title()} reached; {remaining} more {words} for {upcoming.name}"
-    return f"{value} of {_number(upcoming.target)} {words} for {upcoming.name}"
+        return f"{progress.tier.title()} reached; {_number(more)} more {words.of(more)} for {upcoming.name}"
+    return f"{value} of {_number(upcoming.target)} {words.of(upcoming.target)} for {upcoming.name}"
 
 
-def _window_words(requirement: Requirement) -> str:
+def _window_words(requirement: Requirement, met: bool) -> str:
     window = requirement.window
     if window is None:
         return ""
+    best = "" if met else " (best so far)"  # the most any one window held: it may have been earlier
     if window.days is not None:
-        return f" within {window.days} {_days(window.days)} (best so far)"
-    return f" in one {window.period} (best so far)"
+        return f" within {window.days} {_days(window.days)}{best}"
+    return f" in one {window.period}{best}"
 
 
 def _field_words(field: str | None) -> str:

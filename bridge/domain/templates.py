@@ -23,7 +23,7 @@ from bridge.domain.aggregates import (
     Sum,
     Window,
 )
-from bridge.domain.criteria import Criteria, Requirement, Tier
+from bridge.domain.criteria import Criteria, Requirement, Tier, Unit
 from bridge.domain.expressions import EventFilter, ExpressionError
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -199,6 +199,26 @@ def _requirements_of(group_raw: Any) -> list[Any]:
     return found if isinstance(found, list) else []
 
 
+def _unit(raw: Any, where: str, source: str) -> Unit | None:
+    """``unit = "quizzes aced"`` (every count) or ``unit = { one = "quiz aced", other = "quizzes aced" }``."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        if not raw.strip():
+            raise TemplateError(source, where, "expected a non-empty string")
+        return Unit(raw, raw)
+    if not isinstance(raw, Mapping):
+        raise TemplateError(source, where, 'expected a string or a table { one = "...", other = "..." }')
+    for name in raw:
+        if name not in ("one", "other"):
+            raise TemplateError(source, f"{where}.{name}", "unknown key (a unit has one and other)")
+    forms = [raw.get("one"), raw.get("other")]
+    for name, form in zip(("one", "other"), forms, strict=True):
+        if not isinstance(form, str) or not form.strip():
+            raise TemplateError(source, f"{where}.{name}", "expected a non-empty string")
+    return Unit(*forms)
+
+
 def _requirement(
     raw: Any, where: str, source: str, known_kinds: Collection[str], tiers: tuple[Tier, ...]
 ) -> Requirement:
@@ -213,9 +233,7 @@ def _requirement(
         raise TemplateError(
             source, f"{where}.aggregate", f"{aggregate_name!r} is not one of {list(AGGREGATES)}"
         )
-    unit = raw.get("unit")
-    if unit is not None and (not isinstance(unit, str) or not unit.strip()):
-        raise TemplateError(source, f"{where}.unit", "expected a non-empty string")
+    unit = _unit(raw.get("unit"), f"{where}.unit", source)
     if aggregate_name == "points":
         for name in ("kinds", "filter", "field", "items", "within_days", "per"):
             if name in raw:

@@ -152,7 +152,7 @@ def icon() -> Response:
     return send_from_directory(_STATIC, "lti-icon.svg", mimetype="image/svg+xml", max_age=86400)
 
 
-@lti.get("/scripts/<any(autosubmit, registered, toasts):name>.js")
+@lti.get("/scripts/<any(admin, autosubmit, registered, toasts):name>.js")
 def static_script(name: str) -> Response:
     # Served by the tool itself (no CDN), a file rather than inline script so a strict CSP can hold.
     return send_from_directory(_STATIC, f"{name}.js", mimetype="text/javascript", max_age=3600)

@@ -4,12 +4,14 @@ iframe through a real LTI launch (the iframe starts at the tool's login, as Mood
 from __future__ import annotations
 
 import html
+import os
 import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import urlencode
 
 
@@ -59,3 +61,14 @@ def host_page(port: int, cert: str, key: str) -> Iterator[HostPage]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def screenshot(page: Any, frame: Any, name: str) -> None:
+    """The course page with the whole tool in view, for docs/: `BRIDGE_SCREENSHOTS=docs pytest tests/browser`
+    (nothing when that variable is not set)."""
+    directory = os.environ.get("BRIDGE_SCREENSHOTS")
+    if not directory:
+        return
+    height = frame.evaluate("document.documentElement.scrollHeight")
+    page.evaluate(f"document.getElementById('tool').style.height = '{height + 16}px'")
+    page.screenshot(path=f"{directory}/{name}.png", full_page=True)

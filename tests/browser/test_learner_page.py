@@ -5,8 +5,7 @@ axe-core with no serious or critical violation."""
 
 from __future__ import annotations
 
-import os
-import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 import requests
 
 from bridge.services.api_keys import create_key
-from tests.browser.host import HostPage, host_page
+from tests.browser.host import HostPage, host_page, screenshot
 from tests.conftest import free_port
 from tests.e2e.lti_server import ToolServer, tool_server
 from tests.e2e.processes import wait_until
@@ -36,7 +35,7 @@ def lms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostPage, To
 
 
 def post_event(tool: ToolServer, event: dict[str, Any]) -> None:
-    key = create_key(tool.database, f"browser-{time.time_ns()}")
+    key = create_key(tool.database, f"browser-{uuid.uuid4().hex}")
     answer = requests.post(
         f"{tool.base}/api/v1/events",
         json={"platform": "moodle1", **event},
@@ -48,7 +47,7 @@ def post_event(tool: ToolServer, event: dict[str, Any]) -> None:
 
 
 def awarded(tool: ToolServer, learner: str, badge: str) -> bool:
-    key = create_key(tool.database, f"browser-{time.time_ns()}")
+    key = create_key(tool.database, f"browser-{uuid.uuid4().hex}")
     found = requests.get(
         f"{tool.base}/api/v1/awards",
         params={"platform": "moodle1", "learner": learner},
@@ -88,8 +87,7 @@ def test_the_learner_sees_badges_progress_and_toasts_inside_the_lms(browser: Any
     expect(tool_frame.locator(".toast").last).to_have_text("You earned Quiz Ace!Close", timeout=10_000)
 
     frame = next(f for f in page.frames if f.url.startswith(f"{tool.base}/lti/courses/"))
-    if os.environ.get("BRIDGE_SCREENSHOTS"):  # docs/: `BRIDGE_SCREENSHOTS=docs pytest tests/browser`
-        page.screenshot(path=f"{os.environ['BRIDGE_SCREENSHOTS']}/learner-page.png", full_page=True)
+    screenshot(page, frame, "learner-page")
     results = Axe().run(frame)
     serious = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
     assert serious == [], [(v["id"], v["help"]) for v in serious]

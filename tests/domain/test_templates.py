@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bridge.domain.aggregates import MICRO, AllOf, Count, Distinct, EventFacts, Max, Streak, Sum, Window
-from bridge.domain.criteria import Tier
+from bridge.domain.criteria import Tier, Unit
 from bridge.domain.events import LearningEvent
 from bridge.domain.expressions import EventFilter
 from bridge.domain.templates import (
@@ -114,13 +114,24 @@ def test_a_valid_templates_criteria_are_its_groups_of_requirements() -> None:
     criteria = parse(tomllib.loads(QUIZ_ACE)).criteria
     (aced, graded), (path,) = criteria.groups
     assert aced.kinds == {"quiz_graded", "assignment_graded"}
-    assert (aced.aggregate, aced.target, aced.unit) == (Count(3), 3, "quizzes aced")
+    assert (aced.aggregate, aced.target, aced.unit) == (Count(3), 3, Unit("quizzes aced", "quizzes aced"))
     assert aced.filter == EventFilter('score >= 0.9 and data["attempt"] == 1')
     assert aced.window == Window(days=30)
     assert (graded.aggregate, graded.field, graded.target, graded.filter) == (Max(), "score", 0.95, None)
     assert path.aggregate == AllOf(frozenset({"intro", "basics"}))
     assert (path.field, path.target, path.window) == ("item", 2, Window(period="month"))
     assert criteria.kinds == {"quiz_graded", "assignment_graded", "course_graded", "module_completed"}
+
+
+def test_a_unit_may_give_the_singular_and_the_plural() -> None:
+    raw = requirement(target=1, unit={"one": "quiz aced", "other": "quizzes aced"})
+    (group,) = parse(raw).criteria.groups
+    assert group[0].unit == Unit("quiz aced", "quizzes aced")
+    assert (group[0].unit.of(1), group[0].unit.of(0), group[0].unit.of(2)) == (
+        "quiz aced",
+        "quizzes aced",
+        "quizzes aced",
+    )
 
 
 def test_optional_keys_have_defaults() -> None:
@@ -243,6 +254,10 @@ BAD = [
     (requirement(target=2.0), f"{REQ}.target", "whole number"),
     (requirement(aggregate="sum", field="score", target=0), f"{REQ}.target", "> 0"),
     (requirement(unit=""), f"{REQ}.unit", "non-empty string"),
+    (requirement(unit=3), f"{REQ}.unit", "a string or a table"),
+    (requirement(unit={"one": "quiz aced"}), f"{REQ}.unit.other", "non-empty string"),
+    (requirement(unit={"one": "", "other": "quizzes aced"}), f"{REQ}.unit.one", "non-empty string"),
+    (requirement(unit={"one": "a", "other": "b", "few": "c"}), f"{REQ}.unit.few", "unknown key"),
     # windows
     (requirement(target=3, within_days=7, per="week"), f"{REQ}.per", "not both"),
     (requirement(target=3, within_days=400), f"{REQ}.within_days", "at most 366"),

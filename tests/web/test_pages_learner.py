@@ -23,6 +23,7 @@ from bridge.settings import Settings
 from bridge.web import pages_learner
 from bridge.worker import Worker
 from tests.conftest import make_settings
+from tests.grammar import page_problems
 from tests.helpers import store
 from tests.lti.platform import FakePlatform, registration_of
 
@@ -59,6 +60,7 @@ def open_page(app: Flask, platform: FakePlatform, sub: str = "105") -> tuple[Fla
     location = urlsplit(launched.headers["Location"])
     page = browser.get(f"{location.path}?{location.query}")
     assert page.status_code == 200
+    assert page_problems(page.get_data(as_text=True)) == []  # every sentence on it reads correctly
     token = re.search(r'name="lt" value="([^"]+)"', page.get_data(as_text=True))
     assert token
     return browser, page.get_data(as_text=True), token.group(1)
