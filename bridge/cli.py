@@ -3,27 +3,59 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from bridge.settings import Settings, SettingsError, load_settings
+from bridge import __version__
+
+if TYPE_CHECKING:
+    from bridge.settings import Settings
+
+# Nothing heavier than click is imported here or in the cli_* modules at import time: settings
+# (pydantic), the database (SQLAlchemy) and the services are imported by the commands that use them,
+# so that --version and --help answer at once (benchmarks/startup.py).
+
+DEMO_DATA_DIR = Path("demo-data")  # where `badge-bridge demo` writes by default
+DEMO_CONFIG = DEMO_DATA_DIR / "config.toml"  # the settings it writes there (bridge/demo.py)
+# Variables that say where the data lives, without a settings file.
+_LOCATING_VARIABLES = ("BRIDGE_DATA_DIR", "BRIDGE_DATABASE_URL")
+NO_SETTINGS = (
+    "error: no settings found: pass --config FILE, set BRIDGE_CONFIG (or BRIDGE_DATA_DIR, "
+    "BRIDGE_DATABASE_URL), or run from the folder where `badge-bridge demo` made demo-data/"
+)
 
 
 class _Context:
     def __init__(self, config: Path | None) -> None:
         self.config = config
+        self.defaults_only = False  # no settings named or found: the built-in defaults (./data)
         self._settings: Settings | None = None
+
+    def _settings_file(self) -> Path | None:
+        """--config or $BRIDGE_CONFIG; else the demo's settings, when it ran in this folder."""
+        if self.config is not None or any(os.environ.get(name) for name in _LOCATING_VARIABLES):
+            return self.config
+        if DEMO_CONFIG.is_file():
+            click.echo(
+                f"using the demo's settings in {DEMO_CONFIG} (--config or BRIDGE_CONFIG for others)", err=True
+            )
+            return DEMO_CONFIG
+        self.defaults_only = True
+        return None
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from bridge.settings import SettingsError, load_settings
+
             try:
-                self._settings = load_settings(self.config)
+                self._settings = load_settings(self._settings_file())
             except SettingsError as error:
                 for line in error.lines:
                     click.echo(line, err=True)
@@ -33,14 +65,30 @@ class _Context:
             configure_logging(self._settings.log_level)
         return self._settings
 
-    def database(self, *, migrate: bool = True) -> Any:
-        from bridge.bootstrap import connect_database, open_database
-        from bridge.db.migrate import SchemaOutOfDate
+    def require_data(self) -> None:
+        """With no settings named or found, stop (one line saying how to name them) rather than make
+        ./data for a command that reads what is stored; an existing default data folder is used."""
+        settings = self.settings
+        if self.defaults_only and not (settings.data_dir / "bridge.sqlite3").is_file():
+            click.echo(NO_SETTINGS, err=True)
+            sys.exit(2)
 
+    def database(self, *, migrate: bool = True, templates: bool = True) -> Any:
+        """The database, its schema checked (SQLite: upgraded). ``templates``: also load the badge
+        template files into it, as every process does at start; commands that only read or requeue the
+        inbox or the keys pass False and start without the criteria code."""
+        from bridge.bootstrap import connect_database, open_database
+        from bridge.db.migrate import SchemaOutOfDate, ensure_schema
+
+        self.require_data()
         if not migrate:
             return connect_database(self.settings)
         try:
-            return open_database(self.settings)
+            if templates:
+                return open_database(self.settings)
+            database = connect_database(self.settings)
+            ensure_schema(database, auto_upgrade=self.settings.is_embedded_database)
+            return database
         except SchemaOutOfDate as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(2)
@@ -56,7 +104,9 @@ pass_context = click.make_pass_decorator(_Context)
     envvar="BRIDGE_CONFIG",
     help="TOML settings file (default: $BRIDGE_CONFIG; BRIDGE_* variables override it).",
 )
-@click.version_option(package_name="lms-badge-bridge")
+# The version as bridge/__init__.py states it (tests hold it equal to the installed package's): reading
+# the package metadata instead imports importlib.metadata, a tenth of a second on a busy machine.
+@click.version_option(version=__version__, package_name="lms-badge-bridge")
 @click.pass_context
 def main(ctx: click.Context, config: Path | None) -> None:
     """LMS Badge Bridge: learning events from Moodle and Canvas in, verifiable badges out."""
@@ -120,7 +170,7 @@ def scheduler(ctx: _Context) -> None:
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("demo-data"), show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=DEMO_DATA_DIR, show_default=True)
 @click.option("--bind", default="127.0.0.1:8000", show_default=True)
 def demo(data_dir: Path, bind: str) -> None:
     """Create a demo data directory with sample events and serve it."""
@@ -169,7 +219,7 @@ def events_failed(ctx: _Context, limit: int, as_json: bool) -> None:
     """List events parked as failed, with their last error."""
     from bridge.services.queue import failed_events
 
-    found = failed_events(ctx.database(), limit)
+    found = failed_events(ctx.database(templates=False), limit)
     for e in found:
         if as_json:
             click.echo(json.dumps({**e.__dict__, "received_at": e.received_at.isoformat()}))
@@ -186,52 +236,39 @@ def events_failed(ctx: _Context, limit: int, as_json: bool) -> None:
 @click.option("--all", "retry_all", is_flag=True, help="retry every failed event")
 @pass_context
 def events_retry(ctx: _Context, ids: tuple[int, ...], retry_all: bool) -> None:
-    """Queue failed events again (by id, or --all)."""
-    from bridge.services.queue import retry_failed
+    """Queue failed events again (by id, or --all).
+
+    A webhook follow-up's id is negative: put -- before it (events retry -- -7). Each id not retried
+    gets a line on stderr saying why (done, still pending, unknown); the exit status is 1 when ids
+    were named and none of them was retried."""
+    from bridge.services.queue import retry_failed, retry_named
 
     if not ids and not retry_all:
         raise click.UsageError("name event ids or pass --all")
-    count = retry_failed(ctx.database(), None if retry_all else list(ids))
-    click.echo(f"{count} event(s) queued again")
+    if retry_all:
+        click.echo(f"{retry_failed(ctx.database(templates=False))} event(s) queued again")
+        return
+    outcome = retry_named(ctx.database(templates=False), list(ids))
+    for item, reason in outcome.refused:
+        click.echo(_not_retried(item, reason), err=True)
+    click.echo(f"{len(outcome.queued)} event(s) queued again")
+    if not outcome.queued:
+        sys.exit(1)
+
+
+def _not_retried(item: int, reason: str) -> str:
+    what = f"event {item}" if item > 0 else f"webhook follow-up {-item} ({item})"
+    why = {
+        "done": "it is done (processed already; nothing to retry)",
+        "pending": "it is still pending (queued for the worker, not failed)",
+        "unknown": "no such event" if item > 0 else "no such follow-up (one that succeeded is removed)",
+    }[reason]
+    return f"{what} not retried: {why}"
 
 
 @main.group("api-keys")
 def api_keys() -> None:
     """Keys for the REST API (Authorization: Bearer <key>)."""
-
-
-@api_keys.command("create")
-@click.argument("name")
-@pass_context
-def api_keys_create(ctx: _Context, name: str) -> None:
-    """Create a key; it is printed once and stored only as a hash."""
-    from bridge.services.api_keys import ApiKeyExists, create_key
-
-    try:
-        click.echo(create_key(ctx.database(), name))
-    except ApiKeyExists as error:
-        raise click.ClickException(str(error)) from None
-
-
-@api_keys.command("list")
-@pass_context
-def api_keys_list(ctx: _Context) -> None:
-    from bridge.services.api_keys import list_keys
-
-    for key in list_keys(ctx.database()):
-        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
-        click.echo(f"{key.name}\tcreated {key.created_at:%Y-%m-%d}\t{state}")
-
-
-@api_keys.command("revoke")
-@click.argument("name")
-@pass_context
-def api_keys_revoke(ctx: _Context, name: str) -> None:
-    from bridge.services.api_keys import revoke_key
-
-    if not revoke_key(ctx.database(), name):
-        raise click.ClickException(f"no active API key named {name!r}")
-    click.echo(f"revoked {name}")
 
 
 def _register_more_commands() -> None:
@@ -247,4 +284,9 @@ def _register_more_commands() -> None:
         main.add_command(command)
 
 
-_register_more_commands()
+if __name__ == "__main__":  # python -m bridge.cli: run the bridge.cli that the cli_* modules import
+    from bridge.cli import main as _main
+
+    _main()
+else:
+    _register_more_commands()

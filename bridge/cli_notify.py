@@ -21,7 +21,7 @@ def notifications_failed(ctx: _Context, as_json: bool) -> None:
     """List parked notifications with their last error."""
     from bridge.notify.outbox import parked
 
-    found = parked(ctx.database())
+    found = parked(ctx.database(templates=False))
     for n in found:
         if as_json:
             click.echo(json.dumps({**n.__dict__, "created_at": n.created_at.isoformat()}))
@@ -42,5 +42,5 @@ def notifications_retry(ctx: _Context, ids: tuple[int, ...], retry_all: bool) ->
 
     if not ids and not retry_all:
         raise click.UsageError("name notification ids or pass --all")
-    count = retry_parked(ctx.database(), None if retry_all else list(ids))
+    count = retry_parked(ctx.database(templates=False), None if retry_all else list(ids))
     click.echo(f"{count} notification(s) queued again")

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import click
 
-from bridge.services.leaderboards import METRICS, PERIODS, Metric, Period, UnknownLearner
-from bridge.settings import Settings
+if TYPE_CHECKING:  # imported by the commands that use them: the CLI starts with click alone
+    from bridge.services.leaderboards import Metric, Period
+    from bridge.settings import Settings
 
 _PERIOD_WORDS = {"all": "all time", "week": "this week", "month": "this month"}
+# bridge.services.leaderboards' PERIODS and METRICS, written out so that --help needs no database code.
+PERIODS = tuple(_PERIOD_WORDS)
+METRICS = ("points", "badges")
 
 
 class _CliContext(Protocol):
@@ -65,6 +69,7 @@ def leaderboard(
     as_json: bool,
 ) -> None:
     """Rank learners by the points or badges of a period, per platform or per course."""
+    from bridge.services.leaderboards import UnknownLearner
     from bridge.services.leaderboards import leaderboard as make_leaderboard
 
     settings = ctx.settings
@@ -78,8 +83,8 @@ def leaderboard(
             platform,
             course=course,
             section=section,
-            period=cast(Period, period),
-            metric=cast(Metric, metric),
+            period=cast("Period", period),
+            metric=cast("Metric", metric),
             limit=limit,
             learner=learner,
         )

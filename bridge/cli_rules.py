@@ -104,8 +104,13 @@ def badges_show(ctx: _Context, badge_id: str) -> None:
 @_AS
 @pass_context
 def badges_create(ctx: _Context, file: Path, actor: str) -> None:
-    """Create a badge from a template FILE (TOML, or JSON by its .json suffix)."""
-    _admin_call(ctx, lambda admin: admin.create(_document(file), actor), "created")
+    """Create a badge from a template FILE (TOML, or JSON by its .json suffix).
+
+    Its image is looked for in the badge templates folder, then beside FILE (copied from there into
+    badge_templates_dir, where badge images are read from)."""
+    _admin_call(
+        ctx, lambda admin: admin.create(_document(file), actor, beside=file.absolute().parent), "created"
+    )
 
 
 @badges.command("update")
@@ -114,8 +119,13 @@ def badges_create(ctx: _Context, file: Path, actor: str) -> None:
 @_AS
 @pass_context
 def badges_update(ctx: _Context, badge_id: str, file: Path, actor: str) -> None:
-    """Replace a badge's definition; changed criteria make a new criteria version."""
-    _admin_call(ctx, lambda admin: admin.update(badge_id, _document(file), actor), "updated")
+    """Replace a badge's definition; changed criteria make a new criteria version. The image is found
+    as for create."""
+    _admin_call(
+        ctx,
+        lambda admin: admin.update(badge_id, _document(file), actor, beside=file.absolute().parent),
+        "updated",
+    )
 
 
 @badges.command("enable")

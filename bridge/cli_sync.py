@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
-from bridge.settings import Settings
+if TYPE_CHECKING:  # the CLI starts with click alone; settings are loaded by the commands that need them
+    from bridge.settings import Settings
 
 
 class _CliContext(Protocol):

@@ -108,6 +108,15 @@ def sample_events(now: datetime) -> list[LearningEvent]:
     return events
 
 
+def write_config(data_dir: Path, bind: str) -> Path:
+    """The demo's settings, ``<data_dir>/config.toml``: written on the first run, kept after. Run from
+    the folder holding the default ``demo-data``, the other commands find them there (bridge/cli.py)."""
+    config = data_dir / "config.toml"
+    if not config.exists():
+        config.write_text(_CONFIG.format(data_dir=data_dir.as_posix(), bind=bind), encoding="utf-8")
+    return config
+
+
 def run_demo(data_dir: Path, bind: str) -> None:
     from bridge.bootstrap import open_database
     from bridge.logs import configure_logging
@@ -118,11 +127,8 @@ def run_demo(data_dir: Path, bind: str) -> None:
 
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    config = data_dir / "config.toml"
-    if not config.exists():
-        config.write_text(_CONFIG.format(data_dir=data_dir.as_posix(), bind=bind), encoding="utf-8")
     try:
-        settings = load_settings(config)
+        settings = load_settings(write_config(data_dir, bind))
     except SettingsError as error:
         raise click.ClickException("; ".join(error.lines)) from None
     prepare_metrics_dir(settings.data_dir)

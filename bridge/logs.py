@@ -11,9 +11,13 @@ from typing import Any
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 _SECRET_WORDS = ("token", "secret", "password", "authorization", "api_key", "private")
+_encode = json.JSONEncoder(default=str).encode  # what json.dumps(entry, default=str) writes
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line. Written for every request (``bridge.app``), so kept lean: one encoder made
+    once (``json.dumps`` with ``default=`` builds a new one each call), the secret check cached per key."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -27,7 +31,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = "[redacted]" if _is_secret(key) else value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _encode(entry)
 
 
 @functools.cache

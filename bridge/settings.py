@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
@@ -121,6 +122,10 @@ class ServerSettings(_Section):
     threads: PositiveInt = 8
     embedded_worker: bool = True
     max_request_bytes: PositiveInt = 1024 * 1024
+    # Slow clients (bridge.server): the request line and headers must be whole within this many seconds of
+    # the connection (else it is closed), the body within this many seconds more (else 408).
+    header_timeout_seconds: PositiveFloat = 15.0
+    body_timeout_seconds: PositiveFloat = 30.0
     # Proxies (addresses or networks) whose X-Forwarded-Proto, -Host and -For are believed: behind a
     # TLS-terminating proxy the tool must build https URLs and set Secure cookies. Empty: none.
     trusted_proxies: list[IPvAnyNetwork] = []
@@ -181,6 +186,7 @@ class WebhookEndpointSettings(_Section):
     url: AnyHttpUrl
     secret: SecretStr  # "whsec_" and base64, as Standard Webhooks secrets are written
     events: list[Literal["award.made", "award.revoked", "approval.requested", "sync.failed"]] = ["award.made"]
+    timeout_seconds: PositiveFloat = 10.0  # to connect, and between bytes of the answer
 
 
 class EmailSettings(_Section):
@@ -216,9 +222,25 @@ class NotificationSettings(_Section):
     backoff_max_seconds: PositiveFloat = 3600.0
     batch_size: PositiveInt = 50
     idle_sleep_seconds: PositiveFloat = 1.0
+    # A sender holds the notifications it is delivering this long; a sender that dies holding them (a
+    # killed worker) leaves them to the next one after it. Longer than any channel's timeouts.
+    lease_seconds: PositiveFloat = 300.0
     email: EmailSettings | None = None
     webhooks: list[WebhookEndpointSettings] = []
     xapi: XapiSettings | None = None
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_delivery(self) -> NotificationSettings:
+        # A webhook may take its timeout to connect and again between bytes; mail and xAPI alike.
+        timeouts = [hook.timeout_seconds for hook in self.webhooks]
+        timeouts += [part.timeout_seconds for part in (self.email, self.xapi) if part is not None]
+        slowest = 3 * max(timeouts, default=0.0)
+        if self.lease_seconds <= slowest:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds:g}) must be more than three times the longest channel "
+                f"timeout ({slowest / 3:g}s): a delivery still under way would be sent again"
+            )
+        return self
 
 
 class LtiSettings(_Section):
@@ -233,6 +255,38 @@ class LtiSettings(_Section):
     jwks_cache_seconds: PositiveFloat = 3600.0
     jwks_refetch_seconds: PositiveFloat = 30.0  # at most one refetch per platform for an unknown key id
     retired_key_days: NonNegativeInt = 14  # a rotated-out tool key stays published this long
+
+
+def _rate(value: str) -> str:
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError("expected a rate such as '600/minute' or '10/second;600/hour'") from None
+    return value
+
+
+RateLimit = Annotated[str, AfterValidator(_rate)]
+
+
+class RateLimitSettings(_Section):
+    """Requests allowed per API key and per webhook platform (bridge.web.limits), answered 429 beyond."""
+
+    enabled: bool = True
+    api: RateLimit = "600/minute"  # /api/v1 calls, counted per API key
+    api_anonymous: RateLimit = "60/minute"  # /api/v1 calls without a valid key, counted per client address
+    webhooks: RateLimit = "1200/minute"  # LMS webhooks, counted per platform
+    # Unset: counted in each process's memory (right for one process). Several processes or nodes share
+    # their counts in Redis: "redis://127.0.0.1:6379/0" (a password in it is never logged).
+    storage_url: SecretStr | None = None
+
+    @field_validator("storage_url")
+    @classmethod
+    def _known_storage(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and not re.match(r"^(redis|rediss|redis\+unix|memory)://", url.get_secret_value()):
+            raise ValueError("expected a redis://, rediss:// or redis+unix:// URL")
+        return url
 
 
 class Settings(BaseSettings):
@@ -269,6 +323,7 @@ class Settings(BaseSettings):
     issuer: IssuerSettings = IssuerSettings()
     lti: LtiSettings = LtiSettings()
     notifications: NotificationSettings = NotificationSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
 
     @field_validator("sync_schedule")
     @classmethod

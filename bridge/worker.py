@@ -98,9 +98,11 @@ class Worker:
             f"WHERE status = 'pending' AND next_attempt_at <= {mark} ORDER BY id LIMIT {mark}"
             + ("" if database.is_sqlite else " FOR UPDATE SKIP LOCKED")
         )
-        self._mark_done = (
-            f"UPDATE events SET status = 'done', attempts = {mark}, processed_at = {mark}, "
-            f"last_error = NULL WHERE id = {mark}"
+        self._mark_done = self._driver.update_rows(
+            "events",
+            [("attempts", "integer"), ("processed_at", "timestamptz")],
+            [("id", "bigint")],
+            "status = 'done', last_error = NULL",
         )
 
     def run_once(self) -> int:
@@ -172,7 +174,7 @@ class Worker:
                 outcomes[outcome] += 1
                 retry.append(values)
             outcomes["done"] = len(done)
-            self._driver.execute_many(session, self._mark_done, done)  # a row per event: see db.driver
+            self._driver.write_rows(session, self._mark_done, done)  # see db.driver.Rows
             if retry:
                 session.connection().execute(
                     update(EVENTS)

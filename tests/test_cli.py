@@ -43,9 +43,9 @@ def test_failed_events_are_listed_and_retried(database: Database, database_url: 
 
 def test_api_keys_are_created_listed_and_revoked(database_url: str, tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.toml", database_url, tmp_path)
-    key = run(config, "api-keys", "create", "shop").output.strip()
+    key = run(config, "api-keys", "create", "shop", "--scope", "write").output.strip()
     assert key.startswith("bb_") and len(key) > 40
-    assert run(config, "api-keys", "create", "shop").exit_code == 1
+    assert run(config, "api-keys", "create", "shop", "--scope", "write").exit_code == 1
     assert "shop\tcreated" in run(config, "api-keys", "list").output
     assert run(config, "api-keys", "revoke", "shop").output.strip() == "revoked shop"
     assert "revoked" in run(config, "api-keys", "list").output.split("\t")[-1]
@@ -57,3 +57,33 @@ def test_a_worker_drains_the_queue(database: Database, database_url: str, tmp_pa
     store(database, learning_event("a"), learning_event("b"))
     assert run(config, "worker", "--drain").exit_code == 0
     assert statuses(database) == {"done": 2}
+
+
+def test_retrying_ids_that_are_not_failed_says_why_for_each_and_exits_1(
+    database: Database, database_url: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "c.toml", database_url, tmp_path)
+    done, failed = store(database, learning_event("done-1"), learning_event("bad-1"))
+    settings = make_settings(database_url, tmp_path, worker={"max_attempts": 1})
+    Worker(database, settings, pipeline=FailingPipeline({"bad-1"})).run_once()
+    [pending] = store(database, learning_event("new-1"))
+
+    refused = run(config, "events", "retry", str(done), str(pending), "999", "--", "-5")
+    assert refused.exit_code == 1
+    assert refused.stderr.splitlines() == [
+        f"event {done} not retried: it is done (processed already; nothing to retry)",
+        f"event {pending} not retried: it is still pending (queued for the worker, not failed)",
+        "event 999 not retried: no such event",
+        "webhook follow-up 5 (-5) not retried: no such follow-up (one that succeeded is removed)",
+    ]
+    assert refused.stdout.strip() == "0 event(s) queued again"
+    assert statuses(database) == {"done": 1, "failed": 1, "pending": 1}
+
+    # Among ids that are retried, the others still get their line, and the exit status is 0.
+    mixed = run(config, "events", "retry", str(failed), str(done))
+    assert mixed.exit_code == 0
+    assert mixed.stderr.splitlines() == [
+        f"event {done} not retried: it is done (processed already; nothing to retry)"
+    ]
+    assert mixed.stdout.strip() == "1 event(s) queued again"
+    assert statuses(database) == {"done": 1, "pending": 2}

@@ -125,6 +125,8 @@ class Learner(Base):
     # Shown instead of the name on leaderboards when the learner opted out or names are anonymised.
     pseudonym: Mapped[str] = mapped_column(String(32))
     leaderboard_opt_out: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # No award emails (the learner's page, or the link in every such email, sets it).
+    email_opt_out: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # The badge recipient identity (hashed in every assertion); None until an event, roster or the API
     # names it, and meanwhile badges name a pseudonymous URL (bridge/domain/openbadges.py).
@@ -290,16 +292,25 @@ class Lease(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+API_KEY_SCOPES = ("read", "write", "admin")  # each allows what the ones before it allow
+
+
 class ApiKey(Base):
     """REST API credentials; only the SHA-256 of the key is kept."""
 
     __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint(f"scope IN {API_KEY_SCOPES}", name="scope"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scope: Mapped[str] = mapped_column(String(8))
+    platform: Mapped[str | None] = mapped_column(String(64))  # None: every platform
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: never
+    # Written at most once a minute per key (bridge/services/api_keys.py), not on every request.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 # Imported last: those modules add their tables to Base.metadata (tests empty every table listed there).

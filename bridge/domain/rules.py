@@ -20,6 +20,7 @@ class ActiveBadge:
     expires_after_days: int | None = None
     expires_on: date | None = None
     criteria_since: datetime | None = None  # when this criteria version took effect
+    notification_type: tuple[str, ...] | None = None  # the channels of its awards, when not the setting's
 
     def expires_at(self, awarded_at: datetime, zone: tzinfo) -> datetime | None:
         """When an award made at ``awarded_at`` expires: days after it, or the start of a fixed date."""

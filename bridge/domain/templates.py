@@ -30,8 +30,9 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _NOT_A_FILE_NAME = re.compile(r"[/\\\x00-\x1f\x7f\ud800-\udfff]")
 _TEMPLATE_KEYS = {
     "id", "name", "description", "image", "narrative", "tags", "points", "prerequisites",
-    "requires_approval", "expires_after_days", "expires_on", "tiers", "criteria",
+    "requires_approval", "expires_after_days", "expires_on", "tiers", "criteria", "notification_type",
 }  # fmt: skip
+CHANNELS = ("in-app", "email", "webhook", "xapi")  # as the notification_type setting names them
 _REQUIREMENT_KEYS = {"kinds", "filter", "aggregate", "field", "items", "target", "within_days", "per", "unit"}
 _TIER_KEYS = {"name", "target", "points"}
 AGGREGATES = ("count", "distinct", "sum", "max", "streak", "all", "points")
@@ -64,6 +65,8 @@ class BadgeTemplate:
     raw_criteria: Mapping[str, Any]
     tiers: tuple[Mapping[str, Any], ...]  # resolved: name, target and points of every tier
     document: Mapping[str, Any]  # the template as JSON (dates as ISO text), as given
+    # The channels this badge's awards are told by, instead of the notification_type setting's.
+    notification_type: tuple[str, ...] | None = None
 
 
 def level_tiers(thresholds: Sequence[int], points: int) -> list[dict[str, Any]]:
@@ -94,6 +97,15 @@ def parse_template(
     if not isinstance(criteria_raw, Mapping):
         raise TemplateError(source, "criteria", "missing: a badge needs criteria")
     tiers = _tiers(raw.get("tiers"), source, points, level_thresholds)
+    channels = raw.get("notification_type")
+    if channels is not None:
+        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+            raise TemplateError(source, "notification_type", f"expected a list of channels: {list(CHANNELS)}")
+        unknown = [c for c in channels if c not in CHANNELS]
+        if unknown:
+            raise TemplateError(source, "notification_type", f"{unknown[0]!r} is not one of {list(CHANNELS)}")
+        if len(set(channels)) != len(channels):
+            raise TemplateError(source, "notification_type", "a channel is named twice")
     return BadgeTemplate(
         id=template_id,
         name=_text(raw, "name", source),
@@ -110,6 +122,7 @@ def parse_template(
         raw_criteria=criteria_raw,
         tiers=tuple(tiers),
         document=_as_json(raw),
+        notification_type=None if channels is None else tuple(channels),
     )
 
 

@@ -14,11 +14,15 @@ from datetime import datetime
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from bridge.clock import utcnow
 from bridge.db.engine import Database
 from bridge.db.models import Award, Badge, Event, Learner
+from bridge.db.pseudonyms import new_pseudonym
+from bridge.db.upsert import insert_ignoring_conflicts
 from bridge.domain.openbadges import Evidence, evidence_text
+from bridge.domain.text import name_problem
 from bridge.services.audit import record_audit
-from bridge.services.errors import NotFound
+from bridge.services.errors import Invalid
 
 MAX_EVIDENCE = 10  # the latest earning events shown; the award row keeps up to 100
 
@@ -177,13 +181,24 @@ def set_badge_profile(
 ) -> BadgeProfileSettings:
     """Opt in (a new unguessable token) or out (the old URL stops answering); optionally set the email.
 
+    A learner not seen yet is made (as their first event or launch would make them), so that an email
+    set before their first event is in their first badge. The caller checks the platform is configured.
     The change is in the audit log under ``actor`` (whether the email changed, never the email)."""
+    problem = name_problem(lms_user_id)
+    if problem is not None:
+        raise Invalid(f"learner: {problem}", "invalid_learner")
+    find = select(Learner).where(Learner.platform == platform, Learner.lms_user_id == lms_user_id)
     with database.write() as session:
-        learner = session.scalars(
-            select(Learner).where(Learner.platform == platform, Learner.lms_user_id == lms_user_id)
-        ).one_or_none()
+        learner = session.scalars(find).one_or_none()
         if learner is None:
-            raise NotFound(f"no learner {lms_user_id!r} on platform {platform!r}", "unknown_learner")
+            new = {"platform": platform, "lms_user_id": lms_user_id, "points": 0, "created_at": utcnow()}
+            # A worker may make the same learner meanwhile: then theirs is the one.
+            session.execute(
+                insert_ignoring_conflicts(session.get_bind().dialect.name, Learner.__table__).values(
+                    pseudonym=new_pseudonym(), **new
+                )
+            )
+            learner = session.scalars(find).one()
         if public and learner.profile_token is None:
             learner.profile_token = secrets.token_urlsafe(24)
         elif not public:

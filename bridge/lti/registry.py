@@ -85,7 +85,10 @@ def _info(registration: LtiRegistration, deployments: list[LtiDeployment]) -> Re
 
 
 def _check_url(name: str, url: str) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # what urlsplit cannot read ("https://[x"): as invalid as any other non-URL, not a 500
+        raise Invalid(f"{name}: expected an https:// URL, got {url!r}", "invalid_registration") from None
     loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
     if not parts.hostname or (parts.scheme != "https" and not (parts.scheme == "http" and loopback)):
         raise Invalid(f"{name}: expected an https:// URL, got {url!r}", "invalid_registration")

@@ -37,7 +37,13 @@ def build_channels(settings: Settings, renderer: Renderer) -> dict[str, Channel]
         channels["email"] = EmailChannel(config, image=renderer.image)
     if notifications.webhooks:
         endpoints = [
-            WebhookEndpoint(hook.name, str(hook.url), hook.secret.get_secret_value(), tuple(hook.events))
+            WebhookEndpoint(
+                hook.name,
+                str(hook.url),
+                hook.secret.get_secret_value(),
+                tuple(hook.events),
+                timeout=hook.timeout_seconds,
+            )
             for hook in notifications.webhooks
         ]
         channels["webhook"] = WebhookChannel(endpoints)

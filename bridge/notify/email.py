@@ -177,6 +177,10 @@ class EmailChannel:
         stamp = int(notification.created_at.timestamp())
         message["Message-ID"] = f"<notification-{notification.id}.{stamp}@{domain}>"
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies to us
+        unsubscribe = (payload.get("links") or {}).get("unsubscribe")
+        if unsubscribe:  # mail clients offer it as a button; one POST, no page (RFC 8058)
+            message["List-Unsubscribe"] = f"<{unsubscribe}>"
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(str(text_module))
         message.add_alternative(html, subtype="html")
         if image and cid:

@@ -15,6 +15,7 @@ Kind = Literal["award.made", "award.revoked", "approval.requested", "sync.failed
 ChannelName = Literal["in-app", "email", "webhook", "xapi"]
 KINDS: tuple[Kind, ...] = ("award.made", "award.revoked", "approval.requested", "sync.failed")
 CHANNELS: tuple[ChannelName, ...] = ("in-app", "email", "webhook", "xapi")
+LEARNER_KINDS: tuple[Kind, ...] = ("award.made", "award.revoked")  # the others alert administrators
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,8 @@ class Notification:
 #            "revoked_at", "revoked_reason"},
 #  "learner": {"platform", "lms_user_id", "name", "email"},
 #  "links": {"badge_page", "assertion", "image_png", "credential", "linkedin"}}
-# ``approval.requested``: {"approval": {"id", "badge_id", "badge_name", "tier"}, "learner": {...}}
+# ``approval.requested``: {"approval": {"id", "badge_id", "badge_name", "tier", "course", "earned_at"},
+#                          "learner": {...}} (written with the approval's id; the rest added when sent)
 # ``sync.failed``: {"platform", "run_id", "error"}
 
 

@@ -8,7 +8,7 @@ written. The sender (bridge.notify.sender) delivers the rest after the commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,43 +21,60 @@ from bridge.db.driver import Driver
 from bridge.db.engine import Database
 from bridge.db.models import Award, Badge, Learner
 from bridge.db.models_notify import OutboxNotification
-from bridge.notify.messages import Kind
+from bridge.notify.messages import LEARNER_KINDS, Kind
+from bridge.services.paging import Keyset, Page, page_of, paged
 from bridge.settings import Settings
 
 Route = tuple[str, str | None]  # (channel, target): a webhook's name; None: resolved when delivered
+AwardToTell = tuple[int, int, tuple[str, ...] | None]  # award id, learner id, its badge's own channels
 _COLUMNS = (
     "kind", "channel", "target", "award_id", "learner_id", "payload", "status", "attempts",
     "next_attempt_at", "created_at", "sent_at",
 )  # fmt: skip
 
 
-def routes(settings: Settings, kind: Kind) -> list[Route]:
-    """The channels ``kind`` goes to: ``notification_type``'s, a webhook for each endpoint that wants it."""
+def routes(settings: Settings, kind: Kind, channels: Sequence[str] | None = None) -> list[Route]:
+    """Where ``kind`` goes. Learners hear of their awards by ``channels`` (a badge template's own
+    ``notification_type``) or the setting's, leaving out a channel the settings do not configure; xAPI
+    records the earning alone. The alerts (a badge waiting for approval, a failed sync) go to the
+    administrators' address when ``notifications.email.admin_address`` is set, and to each webhook that
+    subscribed to them."""
+    notifications = settings.notifications
+    configured = {
+        "in-app": True,
+        "email": notifications.email is not None,
+        "xapi": notifications.xapi is not None,
+    }
     found: list[Route] = []
-    for channel in settings.notification_type:
+    for channel in settings.notification_type if channels is None else channels:
         if channel == "webhook":
-            found += [
-                ("webhook", hook.name) for hook in settings.notifications.webhooks if kind in hook.events
-            ]
-        elif channel == "in-app" and kind not in ("award.made", "award.revoked"):
-            continue  # learners' own list: what happened to their badges
-        else:
+            found += [("webhook", hook.name) for hook in notifications.webhooks if kind in hook.events]
+        elif kind in LEARNER_KINDS and configured[channel] and (channel != "xapi" or kind == "award.made"):
             found.append((channel, None))
+    if kind not in LEARNER_KINDS and notifications.email is not None and notifications.email.admin_address:
+        found.append(("email", None))  # the renderer addresses it to admin_address
     return found
 
 
 class OutboxWriter:
-    """The outbox rows of a batch's awards, on the driver's cursor with the batch's other rows."""
+    """The outbox rows of a batch's awards and approval requests, on the driver's cursor with the batch's
+    other rows. ``award_routes`` gives the routes of a badge's awards from its own channels (or None)."""
 
-    def __init__(self, driver: Driver, award_routes: Sequence[Route]) -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        award_routes: Callable[[tuple[str, ...] | None], Sequence[Route]],
+        approval_routes: Sequence[Route] = (),
+    ) -> None:
         self._driver = driver
-        self._routes = list(award_routes)
+        self._routes = award_routes
+        self._approval_routes = list(approval_routes)
         marks = [driver.json_mark if column == "payload" else driver.mark for column in _COLUMNS]
         self._insert = f"INSERT INTO notifications ({', '.join(_COLUMNS)}) VALUES ({', '.join(marks)})"
 
-    def awards_made(self, session: Session, made: Sequence[tuple[int, int]], now: datetime) -> None:
-        """Rows for each (award id, learner id) made, one per route."""
-        if not self._routes or not made:
+    def awards_made(self, session: Session, made: Sequence[AwardToTell], now: datetime) -> None:
+        """Rows for each award made, one per route of its badge."""
+        if not made:
             return
         at, empty = self._driver.time(now), self._driver.json({})
         rows = [
@@ -66,8 +83,26 @@ class OutboxWriter:
                 # In-app: delivered by being written (the learner's pages read it).
                 "sent" if channel == "in-app" else "pending", 0, at, at, at if channel == "in-app" else None,
             )
-            for award_id, learner_id in made
-            for channel, target in self._routes
+            for award_id, learner_id, channels in made
+            for channel, target in self._routes(channels)
+        ]  # fmt: skip
+        if rows:
+            self._driver.execute_many(session, self._insert, rows)
+
+    def approvals_requested(
+        self, session: Session, requested: Sequence[tuple[int, int]], now: datetime
+    ) -> None:
+        """Alert rows for each (approval id, learner id); the renderer adds the badge and the learner."""
+        if not self._approval_routes or not requested:
+            return
+        at = self._driver.time(now)
+        rows = [
+            (
+                "approval.requested", channel, target, None, learner_id,
+                self._driver.json({"approval": {"id": approval_id}}), "pending", 0, at, at, None,
+            )
+            for approval_id, learner_id in requested
+            for channel, target in self._approval_routes
         ]  # fmt: skip
         self._driver.execute_many(session, self._insert, rows)
 
@@ -116,23 +151,29 @@ class InAppNotification:
 
 def in_app(database: Database, learner_id: int, *, unseen_only: bool, limit: int) -> list[InAppNotification]:
     """A learner's in-app notifications, latest first."""
+    return in_app_page(database, learner_id, unseen_only=unseen_only, keyset=Keyset(limit)).rows
+
+
+def in_app_page(
+    database: Database, learner_id: int, *, unseen_only: bool, keyset: Keyset
+) -> Page[InAppNotification]:
+    """A page of a learner's in-app notifications, latest first unless ``keyset`` says otherwise."""
     query = (
         select(OutboxNotification, Award.badge_id, Badge.name, Award.tier)
         .outerjoin(Award, Award.id == OutboxNotification.award_id)
         .outerjoin(Badge, Badge.id == Award.badge_id)
         .where(OutboxNotification.learner_id == learner_id, OutboxNotification.channel == "in-app")
-        .order_by(OutboxNotification.id.desc())
-        .limit(limit)
     )
     if unseen_only:
         query = query.where(OutboxNotification.seen_at.is_(None))
     with database.read() as session:
-        return [
+        rows = [
             InAppNotification(
                 row.id, row.kind, row.award_id, badge_id, name, tier, row.created_at, row.seen_at is not None
             )
-            for row, badge_id, name, tier in session.execute(query)
+            for row, badge_id, name, tier in session.execute(paged(query, OutboxNotification.id, keyset))
         ]
+    return page_of(rows, keyset, lambda n: n.id)
 
 
 def mark_seen(database: Database, learner_id: int, ids: Sequence[int] | None) -> int:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
+from bridge.db.models import Approval, Badge, Learner
 from bridge.db.models_notify import OutboxNotification
 from bridge.issuing import records
 from bridge.issuing.publisher import Publisher
 from bridge.issuing.records import AwardRecord
 from bridge.notify.messages import Notification
+from bridge.notify.opt_out import emails_wanted, opt_out_token
 
 
 class Renderer:
@@ -22,10 +26,17 @@ class Renderer:
         record = records.award_record(self._publisher.database, row.award_id) if row.award_id else None
         if record is not None:
             payload |= self._award_payload(record)
+        elif row.kind == "approval.requested":
+            payload |= self._approval_payload(payload.get("approval", {}).get("id"))
         target = row.target
         if row.channel == "email":
             if row.kind in ("award.made", "award.revoked"):
-                target = record.email if record is not None else None
+                database, learner = self._publisher.database, row.learner_id
+                if record is None or learner is None or not emails_wanted(database, learner):
+                    return None  # no award, or the learner asked for no award emails: nothing to send
+                target = record.email
+                token = opt_out_token(self._publisher.keys.secret, learner)
+                payload["links"]["unsubscribe"] = self._publisher.url(f"/notifications/unsubscribe/{token}")
             else:  # alerts for the people who run the bridge
                 target = self._admin_email
             if target is None:
@@ -37,6 +48,37 @@ class Renderer:
         award = notification.payload.get("award")
         record = records.award_record(self._publisher.database, award["id"]) if award else None
         return None if record is None else self._publisher.baked_png(record, 2)
+
+    def _approval_payload(self, approval_id: Any) -> dict[str, Any]:
+        """The request as it is now: its badge, tier and course, and the learner it waits for."""
+        if not isinstance(approval_id, int):
+            return {}
+        with self._publisher.database.read() as session:
+            found = session.execute(
+                select(Approval, Badge.name, Learner)
+                .join(Badge, Badge.id == Approval.badge_id)
+                .join(Learner, Learner.id == Approval.learner_id)
+                .where(Approval.id == approval_id)
+            ).one_or_none()
+        if found is None:
+            return {}
+        approval, badge_name, learner = found
+        return {
+            "approval": {
+                "id": approval.id,
+                "badge_id": approval.badge_id,
+                "badge_name": badge_name,
+                "tier": approval.tier or None,
+                "course": approval.course,
+                "earned_at": approval.earned_at.isoformat(),
+                "status": approval.status,
+            },
+            "learner": {
+                "platform": learner.platform,
+                "lms_user_id": learner.lms_user_id,
+                "name": learner.display_name,
+            },
+        }
 
     def _award_payload(self, record: AwardRecord) -> dict[str, Any]:
         assertion = self._publisher.assertion_url(record.award_id)

@@ -26,7 +26,6 @@ from bridge.notify.messages import Channel, DeliveryError, Notification
 from bridge.settings import Settings
 
 log = logging.getLogger(__name__)
-LEASE = timedelta(minutes=5)  # longer than any channel's timeout: a live sender never loses its row
 NOTIFICATIONS = Counter(
     "bridge_notifications", "Notification delivery attempts, by channel and outcome", ["channel", "outcome"]
 )
@@ -68,7 +67,7 @@ class Sender:
                 stop.wait(self._settings.idle_sleep_seconds)
 
     def _claim(self) -> list[OutboxNotification]:
-        now = utcnow()
+        now, lease = utcnow(), timedelta(seconds=self._settings.lease_seconds)
         query = (
             select(OutboxNotification)
             .where(
@@ -84,7 +83,7 @@ class Sender:
         with self._database.write() as session:
             rows = list(session.scalars(query))
             for row in rows:
-                row.leased_until = now + LEASE
+                row.leased_until = now + lease
             return rows
 
     def _deliver(self, row: OutboxNotification) -> None:
@@ -94,7 +93,9 @@ class Sender:
                 raise DeliveryError(f"the {row.channel} channel is not configured", permanent=True)
             notification = self._render(row)
             if notification is None:
-                self._finish(row, "skipped", "nobody to send it to (no address)")
+                self._finish(
+                    row, "skipped", "nobody to send it to (no address, or the learner wants no emails)"
+                )
                 return
             channel.deliver(notification)
         except DeliveryError as error:

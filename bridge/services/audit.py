@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from bridge.clock import utcnow
 from bridge.db.engine import Database
 from bridge.db.models import AuditEntry, Learner
+from bridge.services.paging import Keyset, Page, page_of, paged
 
 
 @dataclass(frozen=True)
@@ -38,18 +39,22 @@ def audit_log(
     database: Database, *, platform: str | None = None, learner: str | None = None, limit: int = 100
 ) -> list[AuditView]:
     """The latest manual actions first."""
-    query = (
-        select(AuditEntry, Learner.platform, Learner.lms_user_id)
-        .outerjoin(Learner, Learner.id == AuditEntry.learner_id)
-        .order_by(AuditEntry.id.desc())
-        .limit(limit)
+    return audit_page(database, platform=platform, learner=learner, keyset=Keyset(limit)).rows
+
+
+def audit_page(
+    database: Database, *, platform: str | None = None, learner: str | None = None, keyset: Keyset
+) -> Page[AuditView]:
+    """A page of the audit log, the latest first unless ``keyset`` says otherwise."""
+    query = select(AuditEntry, Learner.platform, Learner.lms_user_id).outerjoin(
+        Learner, Learner.id == AuditEntry.learner_id
     )
     if platform is not None:
         query = query.where(Learner.platform == platform)
     if learner is not None:
         query = query.where(Learner.lms_user_id == learner)
     with database.read() as session:
-        return [
+        rows = [
             AuditView(
                 e.id,
                 e.at,
@@ -63,5 +68,6 @@ def audit_log(
                 e.reason,
                 dict(e.details),
             )
-            for e, platform, user in session.execute(query)
+            for e, platform, user in session.execute(paged(query, AuditEntry.id, keyset))
         ]
+    return page_of(rows, keyset, lambda e: e.id)

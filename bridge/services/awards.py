@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from bridge.db.engine import Database
 from bridge.db.models import Award, Badge, Event, Learner
+from bridge.services.paging import Keyset, Page, page_of, paged
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,7 @@ class AwardView:
     id: int
     badge_id: str
     badge_name: str
+    tier: str  # "" for a badge without tiers
     platform: str
     learner: str
     awarded_at: datetime
@@ -25,26 +27,39 @@ class AwardView:
 
 
 def list_awards(
-    database: Database, platform: str | None = None, learner: str | None = None, limit: int = 100
-) -> list[AwardView]:
+    database: Database,
+    platform: str | None = None,
+    learner: str | None = None,
+    keyset: Keyset | None = None,
+) -> Page[AwardView]:
+    """Awards, the newest first unless ``keyset`` says otherwise."""
+    keyset = keyset or Keyset(100)
     query = (
         select(Award, Badge.name, Learner.platform, Learner.lms_user_id)
         .join(Badge, Badge.id == Award.badge_id)
         .join(Learner, Learner.id == Award.learner_id)
-        .order_by(Award.id)
-        .limit(limit)
     )
     if platform is not None:
         query = query.where(Learner.platform == platform)
     if learner is not None:
         query = query.where(Learner.lms_user_id == learner)
     with database.read() as session:
-        return [
+        rows = [
             AwardView(
-                a.id, a.badge_id, name, plat, user, a.awarded_at, a.criteria_version, a.event_id, a.revoked_at
+                a.id,
+                a.badge_id,
+                name,
+                a.tier,
+                plat,
+                user,
+                a.awarded_at,
+                a.criteria_version,
+                a.event_id,
+                a.revoked_at,
             )
-            for a, name, plat, user in session.execute(query)
+            for a, name, plat, user in session.execute(paged(query, Award.id, keyset))
         ]
+    return page_of(rows, keyset, lambda a: a.id)
 
 
 @dataclass(frozen=True)
@@ -61,20 +76,44 @@ class EventStatus:
     last_error: str | None
 
 
+def _status(e: Event) -> EventStatus:
+    return EventStatus(
+        e.id,
+        e.platform,
+        e.event_key,
+        e.kind,
+        e.learner,
+        e.status,
+        e.attempts,
+        e.received_at,
+        e.processed_at,
+        e.last_error,
+    )
+
+
 def event_status(database: Database, event_id: int) -> EventStatus | None:
     with database.read() as session:
         e = session.get(Event, event_id)
-        if e is None:
-            return None
-        return EventStatus(
-            e.id,
-            e.platform,
-            e.event_key,
-            e.kind,
-            e.learner,
-            e.status,
-            e.attempts,
-            e.received_at,
-            e.processed_at,
-            e.last_error,
-        )
+        return None if e is None else _status(e)
+
+
+def list_events(
+    database: Database,
+    *,
+    status: str | None = None,
+    platform: str | None = None,
+    learner: str | None = None,
+    keyset: Keyset | None = None,
+) -> Page[EventStatus]:
+    """Events in the inbox with their processing status, the latest received first by default."""
+    keyset = keyset or Keyset(100)
+    query = select(Event)
+    if status is not None:
+        query = query.where(Event.status == status)
+    if platform is not None:
+        query = query.where(Event.platform == platform)
+    if learner is not None:
+        query = query.where(Event.learner == learner)
+    with database.read() as session:
+        rows = [_status(e) for e in session.scalars(paged(query, Event.id, keyset))]
+    return page_of(rows, keyset, lambda e: e.id)

@@ -6,6 +6,9 @@ criteria version; awards already made keep theirs.
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -74,12 +77,17 @@ class BadgeAdmin:
         self._settings = settings
         self._images = settings.badge_templates_dir or shipped_templates_dir()
 
-    def create(self, document: Mapping[str, Any], actor: str) -> BadgeView:
+    def create(self, document: Mapping[str, Any], actor: str, *, beside: Path | None = None) -> BadgeView:
+        """``beside``: the folder of the template's file (CLI); an image found there is copied into
+        ``badge_templates_dir``, where badge images are read from."""
         template = self._parse(document)
+        copy = self._image_to_copy(template.image, beside)
         with self._database.write() as session:
             if session.get(Badge, template.id) is not None:
                 raise Conflict(f"badge {template.id!r} already exists: update it instead", "badge_exists")
             self._check_prerequisites(session, template)
+            if copy is not None:
+                _copy_image(copy, self._images)
             badge = Badge(id=template.id, enabled=True, source="api", created_at=utcnow())
             apply_template(badge, template)
             session.add(badge)
@@ -87,17 +95,22 @@ class BadgeAdmin:
             session.flush()
             return _view(badge)
 
-    def update(self, badge_id: str, document: Mapping[str, Any], actor: str) -> BadgeView:
+    def update(
+        self, badge_id: str, document: Mapping[str, Any], actor: str, *, beside: Path | None = None
+    ) -> BadgeView:
         if document.get("id", badge_id) != badge_id:
             raise Invalid(
                 f"id: the document says {document.get('id')!r} but the badge is {badge_id!r}", "invalid_badge"
             )
         template = self._parse({**document, "id": badge_id})
+        copy = self._image_to_copy(template.image, beside)
         with self._database.write() as session:
             badge = session.get(Badge, badge_id)
             if badge is None:
                 raise NotFound(f"no badge with id {badge_id!r}", "unknown_badge")
             self._check_prerequisites(session, template)
+            if copy is not None:
+                _copy_image(copy, self._images)
             before = badge.criteria_version
             apply_template(badge, template)
             badge.source = "api"  # from now on the database owns it: its file no longer overwrites it
@@ -133,11 +146,38 @@ class BadgeAdmin:
             )
         except TemplateError as error:
             raise Invalid(f"{error.key}: {error.reason}", "invalid_badge") from None
-        if not _image_exists(self._images, template.image):
-            raise Invalid(
-                f"image: {template.image!r} is not a file in the badge templates folder", "invalid_badge"
-            )
         return template
+
+    def _image_to_copy(self, name: str, beside: Path | None) -> Path | None:
+        """The image file beside the template to copy into the badge templates folder, or None when the
+        folder has it already; refused when it is in neither place, or cannot be copied."""
+        in_folder = _image_exists(self._images, name)
+        if beside is None or not _image_exists(beside, name):
+            if in_folder:
+                return None
+            if beside is None:
+                raise Invalid(f"image: {name!r} is not a file in the badge templates folder", "invalid_badge")
+            raise Invalid(
+                f"image: {name!r} is neither beside the template ({beside}) nor in the badge templates "
+                f"folder ({self._images})",
+                "invalid_badge",
+            )
+        found = beside / name
+        if in_folder and (self._images / name).read_bytes() == found.read_bytes():
+            return None  # the same image (or the very file): nothing to copy
+        if self._settings.badge_templates_dir is None:
+            raise Invalid(
+                f"image: {name!r} is beside the template, but images are read from the shipped templates "
+                "folder: set badge_templates_dir in the settings to have it copied there",
+                "invalid_badge",
+            )
+        if in_folder:
+            raise Invalid(
+                f"image: {name!r} beside the template differs from the file of that name in the badge "
+                f"templates folder ({self._images}), which other badges may show: rename one",
+                "invalid_badge",
+            )
+        return found
 
     @staticmethod
     def _check_prerequisites(session: Session, template: BadgeTemplate) -> None:
@@ -155,6 +195,20 @@ class BadgeAdmin:
             if current not in seen:
                 seen.add(current)
                 stack.extend(graph.get(current, []))
+
+
+def _copy_image(source: Path, directory: Path) -> None:
+    """Copied under a temporary name and renamed: a badge page never reads half a file."""
+    temporary = directory / f".copy-{uuid.uuid4().hex}{source.suffix}"
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, directory / source.name)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        reason = error.strerror or type(error).__name__
+        raise Invalid(
+            f"image: cannot copy {source.name!r} into {directory} ({reason})", "invalid_badge"
+        ) from None
 
 
 def _image_exists(directory: Path, name: str) -> bool:

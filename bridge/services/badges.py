@@ -9,6 +9,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,14 +17,14 @@ from sqlalchemy.orm import Session
 from bridge.clock import utcnow
 from bridge.db.engine import Database
 from bridge.db.models import Badge
-from bridge.domain.rules import ActiveBadge, RuleBook
-from bridge.domain.templates import (
-    BadgeTemplate,
-    TemplateError,
-    check_prerequisites,
-    parse_criteria,
-    parse_template,
-)
+
+if TYPE_CHECKING:
+    from bridge.domain.rules import ActiveBadge, RuleBook
+    from bridge.domain.templates import BadgeTemplate, TemplateError
+
+# The criteria (bridge.domain.templates and .rules) are imported where templates are parsed: they load
+# rule-engine, whose parser is built when it is imported (about 0.3 s), which opening the database for a
+# command that reads only the inbox (bridge.bootstrap imports this module) does not need.
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ def load_template_files(
     directory: Path, known_kinds: Collection[str], level_thresholds: Sequence[int]
 ) -> TemplateLoad:
     """Every ``*.toml`` in ``directory``; a bad file is reported and the others still load."""
+    from bridge.domain.templates import TemplateError, check_prerequisites, parse_template
+
     templates: list[BadgeTemplate] = []
     errors: list[TemplateError] = []
     sources: dict[str, str] = {}
@@ -116,6 +119,9 @@ def sync_templates(database: Database, templates: list[BadgeTemplate]) -> None:
 
 
 def active_badge(badge: Badge, known_kinds: Collection[str]) -> ActiveBadge:
+    from bridge.domain.rules import ActiveBadge
+    from bridge.domain.templates import parse_criteria
+
     criteria = parse_criteria(badge.criteria, badge.tiers, f"badge {badge.id}", known_kinds)
     return ActiveBadge(
         id=badge.id,
@@ -127,11 +133,21 @@ def active_badge(badge: Badge, known_kinds: Collection[str]) -> ActiveBadge:
         expires_after_days=badge.expires_after_days,
         expires_on=badge.expires_on,
         criteria_since=badge.criteria_since,
+        notification_type=channels_of(badge),
     )
+
+
+def channels_of(badge: Badge) -> tuple[str, ...] | None:
+    """The badge template's own ``notification_type`` (checked when it was stored), or None."""
+    channels = (badge.definition or {}).get("notification_type")
+    return tuple(channels) if isinstance(channels, list) else None
 
 
 def load_rulebook(session: Session, known_kinds: Collection[str]) -> RuleBook:
     """The enabled badges; the states disabled ones read are kept for when they are enabled again."""
+    from bridge.domain.rules import RuleBook
+    from bridge.domain.templates import TemplateError
+
     active = []
     read_elsewhere: set[str] | None = set()
     for badge in session.scalars(select(Badge).order_by(Badge.id)):

@@ -1,19 +1,22 @@
 """Writing what a batch's ledgers decided: progress states and reports, awards with their evidence,
 approvals, points, course memberships — one ``executemany`` per table, in the session's transaction (the
-rows there are many, on the driver's cursor: see bridge.db.driver)."""
+rows there are many, on the driver's cursor: see bridge.db.driver).
+
+On PostgreSQL the writes go out in a pipeline (``EffectWriter.pipeline``), and the award evidence of the
+whole batch is read at once: the effects of a batch cost about three round trips (the evidence, the new
+awards' ids, the rest), whatever their number."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from bridge.db.driver import Driver
-from bridge.db.models import Approval
 from bridge.domain.aggregates import EventFacts
 from bridge.domain.evaluation import Earned
 from bridge.notify.outbox import OutboxWriter, Route
@@ -21,7 +24,20 @@ from bridge.services.event_rows import COLUMNS, event_row, learner_events, to_le
 from bridge.services.ledgers import LearnerContext, document, to_stored
 
 EVIDENCE_LIMIT = 100
+# Each column's PostgreSQL type, for the statements over many rows (see bridge.db.driver.Rows).
+_TYPES = {
+    "learner_id": "bigint", "badge_id": "text", "tier": "text", "criteria_version": "integer",
+    "event_id": "bigint", "course": "text", "earned_at": "timestamptz", "granted_by": "text",
+    "reason": "text", "points": "integer", "awarded_at": "timestamptz", "expires_at": "timestamptz",
+    "event_ids": "jsonb", "status": "text", "requested_at": "timestamptz", "complete": "boolean",
+    "started_at": "timestamptz", "updated_at": "timestamptz", "states": "jsonb", "section": "text",
+    "first_seen_at": "timestamptz", "id": "bigint",
+}  # fmt: skip
 # In the order of the rows write_effects makes.
+_APPROVAL_COLUMNS = (
+    "learner_id", "badge_id", "tier", "criteria_version", "event_id", "course", "earned_at", "status",
+    "requested_at",
+)  # fmt: skip
 _AWARD_COLUMNS = (
     "learner_id", "badge_id", "tier", "criteria_version", "event_id", "course", "earned_at", "granted_by",
     "reason", "points", "awarded_at", "expires_at", "event_ids",
@@ -41,23 +57,31 @@ class AwardMade:
 
 
 class EffectWriter:
-    def __init__(self, dialect: str, zone: tzinfo, award_routes: Sequence[Route] = ()) -> None:
+    def __init__(
+        self,
+        dialect: str,
+        zone: tzinfo,
+        award_routes: Callable[[tuple[str, ...] | None], Sequence[Route]] = lambda channels: (),
+        approval_routes: Sequence[Route] = (),
+    ) -> None:
         self._zone = zone
         self._driver = driver = Driver(dialect)
-        # Each award's notifications, in its own transaction (see bridge.notify.outbox).
-        self._outbox = OutboxWriter(driver, award_routes)
+        # Each award's notifications and each approval request's alerts, in its own transaction (see
+        # bridge.notify.outbox).
+        self._outbox = OutboxWriter(driver, award_routes, approval_routes)
         # The rows of these run on the driver's cursor (see bridge.db.driver): a row of states per
         # learner in the batch, and a report per record that completes or changes tier.
-        self._upsert_states = (
-            f"INSERT INTO learner_states (learner_id, states, updated_at) "
-            f"VALUES ({driver.mark}, {driver.json_mark}, {driver.mark}) ON CONFLICT (learner_id) "
-            "DO UPDATE SET states = excluded.states, updated_at = excluded.updated_at"
+        self._upsert_states = driver.insert_rows(
+            "learner_states",
+            _typed("learner_id", "states", "updated_at"),
+            "ON CONFLICT (learner_id) "
+            "DO UPDATE SET states = excluded.states, updated_at = excluded.updated_at",
         )
         updated = ", ".join(f"{c} = excluded.{c}" for c in _REPORT_COLUMNS[2:])
-        self._upsert_report = (
-            f"INSERT INTO progress ({', '.join(_REPORT_COLUMNS)}) "
-            f"VALUES ({driver.marks(len(_REPORT_COLUMNS))}) "
-            f"ON CONFLICT (learner_id, badge_id) DO UPDATE SET {updated}"
+        self._upsert_report = driver.insert_rows(
+            "progress",
+            _typed(*_REPORT_COLUMNS),
+            f"ON CONFLICT (learner_id, badge_id) DO UPDATE SET {updated}",
         )
         # Latest first, up to the time of the award: what earned it (see _evidence).
         mark = driver.mark
@@ -72,33 +96,37 @@ class EffectWriter:
             f"AND {driver.in_list('kind')} AND occurred_at <= {mark} AND id NOT IN (SELECT id FROM "
             f"events WHERE platform = {mark} AND learner = {mark} AND status != 'done') {order}"
         )
-        self._insert_award = (
-            f"INSERT INTO awards ({', '.join(_AWARD_COLUMNS)}) VALUES ("
-            + ", ".join(driver.json_mark if c == "event_ids" else driver.mark for c in _AWARD_COLUMNS)
-            + ")"
+        unique = ("learner_id", "badge_id", "tier")
+        self._insert_award = driver.insert_rows("awards", _typed(*_AWARD_COLUMNS), key=unique)
+        self._insert_approval = driver.insert_rows("approvals", _typed(*_APPROVAL_COLUMNS), key=unique)
+        self._update_points = driver.update_rows("learners", _typed("points"), _typed("id"))
+        self._add_member = driver.insert_rows(
+            "course_members",
+            _typed("learner_id", "course", "section", "first_seen_at"),
+            "ON CONFLICT DO NOTHING",
         )
-        self._update_points = f"UPDATE learners SET points = {driver.mark} WHERE id = {driver.mark}"
-        self._add_member = (
-            f"INSERT INTO course_members (learner_id, course, section, first_seen_at) "
-            f"VALUES ({driver.marks(4)}) ON CONFLICT DO NOTHING"
+        self._set_section = driver.update_rows(
+            "course_members", _typed("section"), _typed("learner_id", "course")
         )
-        self._set_section = (
-            f"UPDATE course_members SET section = {driver.mark} "
-            f"WHERE learner_id = {driver.mark} AND course = {driver.mark}"
-        )
+
+    def pipeline(self, session: Session) -> AbstractContextManager[None]:
+        """The writes of the block sent without waiting for each, on PostgreSQL (see Driver.pipeline)."""
+        return self._driver.pipeline(session)
 
     def write_effects(
         self, session: Session, learners: Collection[LearnerContext], now: datetime
     ) -> tuple[list[AwardMade], int]:
-        state_rows, report_rows, point_rows, award_rows, approval_rows, made_for = [], [], [], [], [], []
-        dumps, at = self._driver.json, self._driver.time(now)
+        state_rows, report_rows, point_rows, approval_rows, made_for = [], [], [], [], []
+        award_rows: list[list[Any]] = []
+        driver = self._driver
+        dumps, at = driver.json, driver.time(now)
         # Most records start at the time of an event of the batch: each time is encoded once.
         times: dict[datetime | None, Any] = {}
 
         def time(value: datetime | None) -> Any:
             encoded = times.get(value)
             if encoded is None:
-                encoded = times[value] = self._driver.time(value)
+                encoded = times[value] = driver.time(value)
             return encoded
 
         for learner in learners:
@@ -119,32 +147,45 @@ class EffectWriter:
             for earned in ledger.earned:
                 row = _earned_row(learner, earned)
                 if earned.needs_approval:
-                    del row["granted_by"], row["reason"]
-                    approval_rows.append(row | {"status": "pending", "requested_at": now})
+                    row |= {"earned_at": time(row["earned_at"]), "status": "pending", "requested_at": at}
+                    approval_rows.append(tuple(row[column] for column in _APPROVAL_COLUMNS))
                     continue
                 row |= {
                     "earned_at": time(row["earned_at"]),
                     "points": earned.points,
                     "awarded_at": at,
                     "expires_at": time(earned.badge.expires_at(now, self._zone)),
-                    "event_ids": dumps(self._evidence(session, learner, earned)),
+                    "event_ids": None,  # the evidence, below
                 }
-                award_rows.append(tuple(row[column] for column in _AWARD_COLUMNS))
+                award_rows.append([row[column] for column in _AWARD_COLUMNS])
                 made_for.append((earned, learner))
             if ledger.earned:
                 point_rows.append((ledger.points, learner.id))
-        self._driver.execute_many(session, self._upsert_states, state_rows)
-        self._driver.execute_many(session, self._upsert_report, report_rows)
-        ids = self._driver.insert_returning_ids(session, self._insert_award, award_rows)
-        made = [
-            AwardMade(award_id, earned.badge.id, earned.tier.name, *learner.key)
-            for award_id, (earned, learner) in zip(ids, made_for, strict=True)
-        ]
-        made_by = [(award_id, learner.id) for award_id, (_, learner) in zip(ids, made_for, strict=True)]
-        self._outbox.awards_made(session, made_by, now)
-        if approval_rows:
-            session.connection().execute(insert(Approval), approval_rows)
-        self._driver.execute_many(session, self._update_points, point_rows)
+        with driver.pipeline(session):
+            # Every award's evidence, read at once (one round trip with what was sent before it).
+            evidence = self._evidence(session, made_for)
+            for award_row, event_ids in zip(award_rows, evidence, strict=True):
+                award_row[-1] = dumps(event_ids)
+            driver.write_rows(session, self._upsert_states, state_rows)
+            driver.write_rows(session, self._upsert_report, report_rows)
+            ids = driver.insert_returning_ids(session, self._insert_award, award_rows)
+            made = [
+                AwardMade(award_id, earned.badge.id, earned.tier.name, *learner.key)
+                for award_id, (earned, learner) in zip(ids, made_for, strict=True)
+            ]
+            made_by = [
+                (award_id, learner.id, earned.badge.notification_type)
+                for award_id, (earned, learner) in zip(ids, made_for, strict=True)
+            ]
+            self._outbox.awards_made(session, made_by, now)
+            if approval_rows:
+                approval_ids = driver.insert_returning_ids(session, self._insert_approval, approval_rows)
+                requested = [
+                    (approval_id, row[0])
+                    for approval_id, row in zip(approval_ids, approval_rows, strict=True)
+                ]
+                self._outbox.approvals_requested(session, requested, now)
+            driver.write_rows(session, self._update_points, point_rows)
         for learner in learners:
             learner.ledger.dirty.clear()
             learner.ledger.states_changed = False
@@ -152,21 +193,41 @@ class EffectWriter:
             learner.ledger.earned.clear()
         return made, len(approval_rows)
 
-    def _evidence(self, session: Session, learner: LearnerContext, earned: Earned) -> list[int]:
+    def _evidence(self, session: Session, made: Sequence[tuple[Earned, LearnerContext]]) -> list[list[int]]:
+        """Each award's evidence (see ``_chosen``): the stored candidates of all read at once."""
+        reads: list[tuple[str, Sequence[Any]]] = []
+        wanted: list[tuple[Earned, LearnerContext, bool] | None] = []
+        for earned, learner in made:
+            kinds = earned.badge.criteria.kinds
+            if not kinds:
+                wanted.append(None)
+                continue
+            requirements = (r for group in earned.badge.criteria.groups for r in group if r.kinds)
+            filtered = any(r.filter is not None for r in requirements)
+            wanted.append((earned, learner, filtered))
+            if learner.ledger.first_seen is not None:  # else first seen in this batch: all in memory
+                limit = EVIDENCE_LIMIT * (5 if filtered else 1)
+                reads.append(self._stored_evidence(learner, kinds, earned.earned_at, filtered, limit))
+        stored = iter(self._driver.fetch_each(session, reads))
+        chosen = []
+        for each in wanted:
+            if each is None:
+                chosen.append([])
+                continue
+            earned, learner, filtered = each
+            rows = next(stored) if learner.ledger.first_seen is not None else ()
+            chosen.append(self._chosen(learner, earned, filtered, rows))
+        return chosen
+
+    def _chosen(
+        self, learner: LearnerContext, earned: Earned, filtered: bool, stored: Sequence[Any]
+    ) -> list[int]:
         """The events that earned it, latest first: those its requirements accept, until it was earned."""
         kinds = earned.badge.criteria.kinds
-        if not kinds:
-            return []
         requirements = [r for group in earned.badge.criteria.groups for r in group if r.kinds]
-        filtered = any(r.filter is not None for r in requirements)
-        limit = EVIDENCE_LIMIT * (5 if filtered else 1)
         in_batch = [(i, f) for i, f in learner.seen if f.event.occurred_at <= earned.earned_at]
         if earned.event is not None and all(f.event is not earned.event for _, f in in_batch):
             in_batch += [(i, f) for i, f in learner.seen if f.event is earned.event]
-        if learner.ledger.first_seen is None:
-            stored: Any = ()  # first seen in this batch: every event of theirs is in memory
-        else:
-            stored = self._stored_evidence(session, learner, kinds, earned.earned_at, filtered, limit)
         chosen: dict[int, None] = {}  # in order, and quick to look up
         for event_id, facts in self._latest_first(in_batch, stored, filtered):
             kind = facts.event.kind if isinstance(facts, EventFacts) else facts
@@ -214,20 +275,15 @@ class EffectWriter:
         return self._driver.read_time(row[2]), row[0], row[1]  # id, kind, occurred_at
 
     def _stored_evidence(
-        self,
-        session: Session,
-        learner: LearnerContext,
-        kinds: frozenset[str],
-        until: datetime,
-        full: bool,
-        limit: int,
-    ) -> list[Any]:
+        self, learner: LearnerContext, kinds: frozenset[str], until: datetime, full: bool, limit: int
+    ) -> tuple[str, Sequence[Any]]:
+        """The read of an award's stored candidates: (statement, parameters)."""
         driver = self._driver
         platform, lms_user_id = learner.key
         of_learner = (platform, lms_user_id, driver.values(sorted(kinds)), driver.time(until))
         if full:
-            return driver.fetch_all(session, self._evidence_rows, (*of_learner, limit))
-        return driver.fetch_all(session, self._evidence_ids, (*of_learner, platform, lms_user_id, limit))
+            return self._evidence_rows, (*of_learner, limit)
+        return self._evidence_ids, (*of_learner, platform, lms_user_id, limit)
 
     def write_course_members(
         self,
@@ -250,16 +306,20 @@ class EffectWriter:
         if not members:
             return
         at = self._driver.time(now)
-        self._driver.execute_many(
+        self._driver.write_rows(
             session,
             self._add_member,
             [(lid, course, section, at) for (lid, course), section in members.items()],
         )
-        self._driver.execute_many(
+        self._driver.write_rows(
             session,
             self._set_section,
             [(section, lid, course) for (lid, course), section in members.items() if section is not None],
         )
+
+
+def _typed(*columns: str) -> list[tuple[str, str]]:
+    return [(column, _TYPES[column]) for column in columns]
 
 
 def _earned_row(learner: LearnerContext, earned: Earned) -> dict[str, Any]:

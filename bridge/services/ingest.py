@@ -10,6 +10,7 @@ column types store them; tests read them back through the ORM.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -149,6 +150,13 @@ class Inbox:
             connection.close()  # an open transaction is rolled back
 
 
+@functools.cache
+def _jsonb() -> Any:
+    from psycopg.types.json import Jsonb  # imported once, and only where PostgreSQL is used
+
+    return Jsonb
+
+
 def _identity(value: datetime) -> datetime:
     return value
 
@@ -156,14 +164,13 @@ def _identity(value: datetime) -> datetime:
 def _sqlite_row(event: LearningEvent, now: str) -> tuple[Any, ...]:
     return (
         event.platform, event.event_key, event.kind, event.learner, event.course, event.item, event.score,
-        sqlite_time(event.occurred_at), now, json.dumps(dict(event.data)), "pending", 0, now,
+        sqlite_time(event.occurred_at), now, json.dumps(dict(event.data)) if event.data else "{}", "pending",
+        0, now,
     )  # fmt: skip
 
 
 def _postgres_row(event: LearningEvent, now: datetime) -> tuple[Any, ...]:
-    from psycopg.types.json import Jsonb
-
     return (
         event.platform, event.event_key, event.kind, event.learner, event.course, event.item, event.score,
-        event.occurred_at, now, Jsonb(dict(event.data)), "pending", 0, now,
+        event.occurred_at, now, _jsonb()(dict(event.data)), "pending", 0, now,
     )  # fmt: skip

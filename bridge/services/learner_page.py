@@ -44,6 +44,8 @@ class LearnerOverview:
     board: Leaderboard | None
     leaderboard_opt_out: bool
     profile_url: str | None  # the public badge profile, when the learner opted in
+    # Whether award emails are sent to the learner; None where the bridge sends none (no email channel).
+    award_emails: bool | None = None
 
 
 def learner_overview(
@@ -61,7 +63,11 @@ def learner_overview(
     with database.read() as session:
         learner = session.execute(
             select(
-                Learner.id, Learner.display_name, Learner.leaderboard_opt_out, Learner.profile_token
+                Learner.id,
+                Learner.display_name,
+                Learner.leaderboard_opt_out,
+                Learner.profile_token,
+                Learner.email_opt_out,
             ).where(Learner.platform == platform, Learner.lms_user_id == lms_user_id)
         ).one()
         rows = session.execute(
@@ -88,6 +94,7 @@ def learner_overview(
         board,
         bool(learner.leaderboard_opt_out),
         profile,
+        not learner.email_opt_out if "email" in settings.notification_type else None,
     )
 
 

@@ -18,6 +18,7 @@ from bridge.services.audit import record_audit
 from bridge.services.badges import RuleBookCache, active_badge
 from bridge.services.effects import AwardMade
 from bridge.services.errors import Conflict, Invalid, NotFound
+from bridge.services.paging import Keyset, Page, page_of, paged
 from bridge.services.processing import EventProcessor
 from bridge.settings import Settings
 
@@ -109,8 +110,9 @@ class ManualAwards:
             )
             return mine
 
-    def revoke(self, *, award_id: int, actor: str, reason: str) -> None:
-        """Mark an award revoked (never deleted) and take back its points."""
+    def revoke(self, *, award_id: int, actor: str, reason: str, platform: str | None = None) -> None:
+        """Mark an award revoked (never deleted) and take back its points. With ``platform``, only an
+        award of that platform's learners: another's is "not found", as to a caller limited to one."""
         reason = _required(reason)
         with self._database.write() as session:
             award = session.get(Award, award_id)
@@ -119,6 +121,8 @@ class ManualAwards:
             learner = session.execute(
                 select(Learner).where(Learner.id == award.learner_id).with_for_update()
             ).scalar_one()
+            if platform is not None and learner.platform != platform:
+                raise NotFound(f"no award with id {award_id}", "unknown_award")
             if award.revoked_at is not None:
                 raise Conflict(
                     f"award {award_id} was already revoked on {award.revoked_at:%Y-%m-%d}", "already_revoked"
@@ -139,18 +143,20 @@ class ManualAwards:
             to = routes(self._settings, "award.revoked")
             add_notifications(session, "award.revoked", to, award_id=award.id, learner_id=learner.id)
 
-    def decide(self, *, approval_id: int, approve: bool, actor: str, reason: str | None) -> int | None:
-        """Approve (award it, returning the award id) or reject a pending approval."""
+    def decide(
+        self, *, approval_id: int, approve: bool, actor: str, reason: str | None, platform: str | None = None
+    ) -> int | None:
+        """Approve (award it, returning the award id) or reject a pending approval (with ``platform``,
+        only one of that platform's learners)."""
         if not approve:
             reason = _required(reason)
         with self._database.write() as session:
             approval = session.get(Approval, approval_id)
-            if approval is None:
+            learner = None if approval is None else session.get(Learner, approval.learner_id)
+            if approval is None or learner is None or platform not in (None, learner.platform):
                 raise NotFound(f"no approval with id {approval_id}", "unknown_approval")
             if approval.status != "pending":
                 raise Conflict(f"approval {approval_id} was already {approval.status}", "already_decided")
-            learner = session.get(Learner, approval.learner_id)
-            assert learner is not None
             award_id = None
             if approve:
                 badge, tier = self._badge_and_tier(session, approval.badge_id, approval.tier)
@@ -202,16 +208,22 @@ class ManualAwards:
 def list_approvals(
     database: Database, status: str | None = "pending", limit: int = 100
 ) -> list[ApprovalView]:
-    query = (
-        select(Approval, Learner.platform, Learner.lms_user_id)
-        .join(Learner, Learner.id == Approval.learner_id)
-        .order_by(Approval.id)
-        .limit(limit)
+    """Approvals in the order they were asked for."""
+    return approvals_page(database, status=status, keyset=Keyset(limit, newest_first=False)).rows
+
+
+def approvals_page(
+    database: Database, *, status: str | None, platform: str | None = None, keyset: Keyset
+) -> Page[ApprovalView]:
+    query = select(Approval, Learner.platform, Learner.lms_user_id).join(
+        Learner, Learner.id == Approval.learner_id
     )
     if status is not None:
         query = query.where(Approval.status == status)
+    if platform is not None:
+        query = query.where(Learner.platform == platform)
     with database.read() as session:
-        return [
+        rows = [
             ApprovalView(
                 a.id,
                 a.badge_id,
@@ -226,8 +238,9 @@ def list_approvals(
                 a.reason,
                 a.award_id,
             )
-            for a, platform, user in session.execute(query)
+            for a, platform, user in session.execute(paged(query, Approval.id, keyset))
         ]
+    return page_of(rows, keyset, lambda a: a.id)
 
 
 def _required(reason: str | None) -> str:

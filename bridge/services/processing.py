@@ -3,11 +3,14 @@
 Runs inside the worker's transaction, so the effects commit together with the events being marked done.
 A batch costs a fixed number of statements, whatever its size: the learners are locked and their records
 read in one go (``ledgers``), evaluated in memory by the domain's ledgers, and what changed is written
-back with one ``executemany`` per table (``effects``).
+back with one ``executemany`` per table (``effects``). On PostgreSQL, where each statement that waits
+is a round trip, the reads are grouped and the writes sent in a pipeline: a batch is a handful of round
+trips, whatever its size and however many awards it makes.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,7 +29,7 @@ from bridge.notify.outbox import routes
 from bridge.services.badges import RuleBookCache
 from bridge.services.effects import AwardMade, EffectWriter
 from bridge.services.event_rows import to_learning_event
-from bridge.services.ledgers import LearnerContext, LedgerReader
+from bridge.services.ledgers import AwardsNeeded, LearnerContext, LedgerReader
 from bridge.settings import Settings
 
 
@@ -53,28 +56,50 @@ class EventProcessor:
         policy = AwardPolicy(settings.enable_achievements, settings.points_per_badge)
         self.rules_lag = rules_lag(settings)
         self.ledgers = LedgerReader(dialect, self._zone, policy, self.rules_lag)
-        self.effects = EffectWriter(dialect, self._zone, routes(settings, "award.made"))
+        # A badge's routes are the same for every award: worked out once per set of channels.
+        award_routes = functools.cache(lambda channels: routes(settings, "award.made", channels))
+        self.effects = EffectWriter(dialect, self._zone, award_routes, routes(settings, "approval.requested"))
 
     def process(self, session: Session, rows: Sequence[Any]) -> BatchResult:
         """Evaluate ``rows`` (event rows, in the order given) and write their effects to the session."""
         rules = self.rules.current(session)
         facts = [(row.id, EventFacts(to_learning_event(row), self._zone)) for row in rows]
         keys = sorted({(f.event.platform, f.event.learner) for _, f in facts})
-        learners = self.ledgers.lock_learners(session, keys)
+        learners = self.ledgers.lock_learners(session, keys, batch=True)
         failures: dict[int, Exception] = {}
         now = utcnow()
-        for event_id, event_facts in facts:
-            learner = learners[(event_facts.event.platform, event_facts.event.learner)]
-            snapshot = learner.ledger.snapshot()
-            try:
-                learner.ledger.observe(event_facts, rules, partial(self.ledgers.history, session, learner))
-            except Exception as error:  # this event's evaluation only; its effects are dropped
-                learner.ledger.restore(snapshot)
-                failures[event_id] = error
-                continue
-            learner.seen.append((event_id, event_facts))
-        self.effects.write_course_members(session, learners, [f for i, f in facts if i not in failures], now)
-        awards, approvals = self.effects.write_effects(session, learners.values(), now)
+        todo = facts
+        while todo:
+            # A learner whose ledger needs their awards (see ledgers.AwardsNeeded) waits, from that
+            # event on, while the others go on; then the awards of all who wait are read at once, and
+            # they go on. Their ledgers then know every award: a second pass is the last.
+            waiting: list[tuple[int, EventFacts]] = []
+            needing: dict[tuple[str, str], LearnerContext] = {}
+            for event_id, event_facts in todo:
+                learner = learners[(event_facts.event.platform, event_facts.event.learner)]
+                if learner.key in needing:
+                    waiting.append((event_id, event_facts))  # after the one it waits at: in order
+                    continue
+                snapshot = learner.ledger.snapshot()
+                history = partial(self.ledgers.history, session, learner)
+                try:
+                    learner.ledger.observe(event_facts, rules, history)
+                except AwardsNeeded:
+                    learner.ledger.restore(snapshot)
+                    needing[learner.key] = learner
+                    waiting.append((event_id, event_facts))
+                    continue
+                except Exception as error:  # this event's evaluation only; its effects are dropped
+                    learner.ledger.restore(snapshot)
+                    failures[event_id] = error
+                    continue
+                learner.seen.append((event_id, event_facts))
+            self.ledgers.read_awards(session, list(needing.values()))
+            todo = waiting
+        evaluated = [f for i, f in facts if i not in failures]
+        with self.effects.pipeline(session):  # only the effects' own statements: see Driver.pipeline
+            self.effects.write_course_members(session, learners, evaluated, now)
+            awards, approvals = self.effects.write_effects(session, learners.values(), now)
         return BatchResult(failures, awards, approvals)
 
     def settle(self, session: Session, learner_ids: Sequence[int]) -> BatchResult:

@@ -124,3 +124,51 @@ def retry_failed(database: Database, ids: list[int] | None = None) -> int:
         follow_ups = follow_ups.where(WebhookFollowUp.id.in_([-i for i in ids if i < 0]))
     with database.write() as session:
         return session.execute(events).rowcount + session.execute(follow_ups).rowcount
+
+
+_ID_MAX = 2**63 - 1  # ids are 64-bit in both databases; a larger one names nothing
+
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    queued: list[int]  # the ids put back in the queue, as named
+    refused: list[tuple[int, str]]  # (id, why not): "done", "pending" (queued, not failed) or "unknown"
+
+
+def retry_named(database: Database, ids: list[int]) -> RetryOutcome:
+    """Put the failed ones among ``ids`` back in the queue (as ``retry_failed``), and say why each other
+    id was not: its event is done or still pending, or there is no such event or follow-up."""
+    named = [i for i in dict.fromkeys(ids) if 0 < abs(i) <= _ID_MAX]
+    event_ids = [i for i in named if i > 0]
+    follow_up_ids = [-i for i in named if i < 0]
+    now = utcnow()
+    again = {"status": "pending", "attempts": 0, "next_attempt_at": now, "last_error": None}
+    with database.write() as session:
+        queued = set(
+            session.scalars(
+                update(Event)
+                .where(Event.status == "failed", Event.id.in_(event_ids))
+                .values(**again)
+                .returning(Event.id)
+            )
+        )
+        queued.update(
+            -i
+            for i in session.scalars(
+                update(WebhookFollowUp)
+                .where(WebhookFollowUp.status == "failed", WebhookFollowUp.id.in_(follow_up_ids))
+                .values(**again)
+                .returning(WebhookFollowUp.id)
+            )
+        )
+        status = dict(session.execute(select(Event.id, Event.status).where(Event.id.in_(event_ids))).all())
+        status.update(
+            (-i, state)
+            for i, state in session.execute(
+                select(WebhookFollowUp.id, WebhookFollowUp.status).where(
+                    WebhookFollowUp.id.in_(follow_up_ids)
+                )
+            )
+        )
+    refused = [(i, status.get(i, "unknown")) for i in dict.fromkeys(ids) if i not in queued]
+    return RetryOutcome([i for i in named if i in queued], refused)

@@ -25,9 +25,11 @@ from bridge.db.engine import Database
 from bridge.db.models import Badge
 from bridge.db.models_sync import SyncCursor, SyncRun
 from bridge.db.upsert import upsert
+from bridge.notify.outbox import add_notifications, routes
 from bridge.services import leases
 from bridge.services.errors import Conflict, Invalid, NotFound
 from bridge.services.ingest import Inbox
+from bridge.services.paging import Keyset, Page, page_of, paged
 from bridge.settings import PlatformSettings, Settings
 from connectors import (
     Connector,
@@ -310,15 +312,26 @@ class SyncService:
             row = session.get(SyncRun, run.id)
             assert row is not None
             session.refresh(row)
+            if finished and status == "failed":  # the alert is written with the run's record, or not at all
+                error = run.problems[-1] if run.problems else "the sync failed"
+                payload = {"platform": row.platform, "run_id": row.id, "course": row.course, "error": error}
+                add_notifications(
+                    session, "sync.failed", routes(self._settings, "sync.failed"), payload=payload
+                )
             return _record(row)
 
     def runs(self, platform: str | None = None, limit: int = 50) -> list[RunRecord]:
         """The latest runs first."""
-        query = select(SyncRun).order_by(SyncRun.id.desc()).limit(limit)
+        return self.runs_page(platform, Keyset(limit)).rows
+
+    def runs_page(self, platform: str | None, keyset: Keyset) -> Page[RunRecord]:
+        """A page of the recorded runs, the latest first unless ``keyset`` says otherwise."""
+        query = select(SyncRun)
         if platform is not None:
             query = query.where(SyncRun.platform == platform)
         with self._database.read() as session:
-            return [_record(row) for row in session.scalars(query)]
+            rows = [_record(row) for row in session.scalars(paged(query, SyncRun.id, keyset))]
+        return page_of(rows, keyset, lambda run: run.id)
 
 
 def _record(row: SyncRun) -> RunRecord:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
@@ -159,9 +159,13 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
-def claim_due(database: Database, settings: Settings, limit: int = 100) -> list[FollowUp]:
-    """Claim up to ``limit`` due follow-ups, oldest first (a conditional update each: one claimer wins)."""
+def claim_due(
+    database: Database, settings: Settings, limit: int = 100, *, due_by: datetime | None = None
+) -> list[FollowUp]:
+    """Claim up to ``limit`` follow-ups due by ``due_by`` (now by default), oldest first (a conditional
+    update each: one claimer wins)."""
     now = utcnow()
+    due_by = now if due_by is None else min(due_by, now)
     with database.read() as session:
         rows = session.execute(
             select(
@@ -170,7 +174,7 @@ def claim_due(database: Database, settings: Settings, limit: int = 100) -> list[
                 WebhookFollowUp.payload,
                 WebhookFollowUp.attempts,
             )
-            .where(WebhookFollowUp.status == "pending", WebhookFollowUp.next_attempt_at <= now)
+            .where(WebhookFollowUp.status == "pending", WebhookFollowUp.next_attempt_at <= due_by)
             .order_by(WebhookFollowUp.id)
             .limit(limit)
         ).all()
@@ -183,7 +187,7 @@ def claim_due(database: Database, settings: Settings, limit: int = 100) -> list[
                 .where(
                     WebhookFollowUp.id == id_,
                     WebhookFollowUp.status == "pending",
-                    WebhookFollowUp.next_attempt_at <= now,  # still due: nobody claimed it meanwhile
+                    WebhookFollowUp.next_attempt_at <= due_by,  # still due: nobody claimed it meanwhile
                 )
                 .values(next_attempt_at=until)
             ).rowcount
@@ -206,12 +210,13 @@ def retry_due(
 ) -> int:
     """Read the follow-ups that are due, one at a time, until none is left or the budget is spent.
 
-    Returns how many were read (successfully or not).
+    Returns how many were read (successfully or not). Each is read at most once a pass: one that fails
+    again is due again after its backoff, and a short backoff must not make one pass read it twice.
     """
-    started = time.monotonic()
+    started, pass_began = time.monotonic(), utcnow()
     read = 0
     while time.monotonic() - started < budget_seconds:
-        batch = claim_due(database, settings, limit=1)
+        batch = claim_due(database, settings, limit=1, due_by=pass_began)
         if not batch:
             break
         read_follow_up(database, inbox, connectors, settings, batch[0])

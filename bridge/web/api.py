@@ -1,4 +1,4 @@
-"""The REST API, ``/api/v1``: learning events in (``trackEvent``), awards and event status out."""
+"""The REST API, ``/api/v1``: learning events in (``trackEvent``), awards and events with their status out."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ from flask import Blueprint, Response, jsonify, request
 
 from bridge import metrics
 from bridge.clock import utcnow
+from bridge.db.models import EVENT_STATUSES
 from bridge.domain.events import LearningEvent
-from bridge.services.awards import event_status, list_awards
-from bridge.web.access import authorise
+from bridge.services.awards import event_status, list_awards, list_events
+from bridge.web.access import bound_platform, check_platform, needs, platform_filter
 from bridge.web.context import services
 from bridge.web.errors import ApiError
-from bridge.web.inputs import json_body, query_int, validated
-from bridge.web.schemas import EventBatchIn, EventIn
+from bridge.web.inputs import json_body, query_choice, validated
+from bridge.web.openapi import documented
+from bridge.web.paging import keyset, next_cursor
+from bridge.web.responses import AwardsOut, EventsOut, EventsStoredOut, EventStatus
+from bridge.web.schemas import AwardsQuery, EventBatchIn, EventIn, EventsBodyIn, EventsQuery
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -38,6 +42,7 @@ def _to_domain(events: list[EventIn], is_batch: bool) -> list[LearningEvent]:
     domain = []
     for index, event in enumerate(events):
         where = f"events[{index}]." if is_batch else ""
+        check_platform(event.platform, f"{where}platform")
         if settings.platform(event.platform) is None:
             raise ApiError(404, "unknown_platform", f"{where}platform: {event.platform!r} is not configured")
         if event.kind not in tracked:
@@ -61,9 +66,10 @@ def _to_domain(events: list[EventIn], is_batch: bool) -> list[LearningEvent]:
 
 
 @api.post("/events")
+@needs("write")
+@documented(answers={200: EventsStoredOut, 202: EventsStoredOut}, json=EventsBodyIn)
 def track_events() -> tuple[Response, int]:
     """Store one event or a batch; 202 when anything new was stored, 200 when all were duplicates."""
-    authorise(write=True)
     validated, is_batch = _events_in(json_body())
     events = _to_domain(validated, is_batch)
     stored = services().inbox.store(events)
@@ -77,22 +83,49 @@ def track_events() -> tuple[Response, int]:
     return jsonify(results=results, accepted=accepted, duplicates=len(stored) - accepted), status
 
 
+@api.get("/events")
+@needs("read")
+@documented(answers={200: EventsOut}, query=EventsQuery)
+def get_events() -> Response:
+    """Events in the inbox, the latest received first: ``?status=pending|done|failed``, ``?platform=``,
+    ``?learner=``, paged by ``cursor``."""
+    status = query_choice("status", "all", ("all", *EVENT_STATUSES))
+    page_asked = keyset("events")
+    page = list_events(
+        services().database,
+        status=None if status == "all" else status,
+        platform=platform_filter(request.args.get("platform")),
+        learner=request.args.get("learner"),
+        keyset=page_asked,
+    )
+    return jsonify(events=[asdict(e) for e in page.rows], next_cursor=next_cursor("events", page, page_asked))
+
+
 @api.get("/events/<int:event_id>")
+@needs("read")
+@documented(answers={200: EventStatus})
 def get_event(event_id: int) -> Response:
-    authorise(write=False)
     found = event_status(services().database, event_id)
-    if found is None:
+    if found is None or bound_platform() not in (None, found.platform):
         raise ApiError(404, "unknown_event", f"no event with id {event_id}")
     return jsonify(asdict(found))
 
 
 @api.get("/awards")
+@needs("read")
+@documented(answers={200: AwardsOut}, query=AwardsQuery)
 def get_awards() -> Response:
-    authorise(write=False)
-    limit = query_int("limit", 100)
-    awards = list_awards(
-        services().database, request.args.get("platform"), request.args.get("learner"), limit
+    """Awards, the newest first (``?order=oldest`` for the other way), with their tier and assertion."""
+    page_asked = keyset("awards")
+    page = list_awards(
+        services().database,
+        platform_filter(request.args.get("platform")),
+        request.args.get("learner"),
+        page_asked,
     )
     publisher = services().publisher
     # Each with its Open Badges assertion: where the learner's badge lives outside the LMS.
-    return jsonify(awards=[asdict(a) | {"assertion": publisher.assertion_url(a.id)} for a in awards])
+    return jsonify(
+        awards=[asdict(a) | {"assertion": publisher.assertion_url(a.id)} for a in page.rows],
+        next_cursor=next_cursor("awards", page, page_asked),
+    )

@@ -1,5 +1,9 @@
 """``PUT /api/v1/learners/<platform>/<learner>/badge-profile``: a learner's public badge profile and email.
 
+The learner id is the rest of the path before ``/badge-profile``, so ids with ``/`` work (sent as is or
+as ``%2F``). Setting either for a learner not seen yet makes the learner, so that an email given before
+their first event is in their first badge.
+
 The public profile is opt-in: turning it on makes an unguessable URL, turning it off makes that URL stop
 answering (turning it on again makes a new one). The email is the recipient identity hashed into every
 badge; until it is known badges name the pseudonymous fallback (``bridge/domain/openbadges.py``).
@@ -13,9 +17,12 @@ from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from bridge.issuing.records import KEEP_EMAIL, set_badge_profile
-from bridge.web.access import authorise
+from bridge.web.access import actor, needs
 from bridge.web.context import services
+from bridge.web.errors import ApiError
 from bridge.web.inputs import json_body, validated
+from bridge.web.openapi import documented
+from bridge.web.responses import BadgeProfileOut
 
 badges_api = Blueprint("badges_api", __name__, url_prefix="/api/v1")
 
@@ -29,9 +36,12 @@ class BadgeProfileIn(BaseModel):
     )
 
 
-@badges_api.put("/learners/<platform>/<lms_user_id>/badge-profile")
+@badges_api.put("/learners/<platform>/<path:lms_user_id>/badge-profile")
+@needs("write")
+@documented(answers={200: BadgeProfileOut}, json=BadgeProfileIn)
 def put_badge_profile(platform: str, lms_user_id: str) -> Response:
-    actor = authorise(write=True)
+    if services().settings.platform(platform) is None:
+        raise ApiError(404, "unknown_platform", f"platform: {platform!r} is not configured")
     body = validated(BadgeProfileIn, json_body())
     email = body.email.lower() if body.email else body.email
     result = set_badge_profile(
@@ -39,7 +49,7 @@ def put_badge_profile(platform: str, lms_user_id: str) -> Response:
         platform,
         lms_user_id,
         public=body.public,
-        actor=actor,
+        actor=actor(),
         email=email if "email" in body.model_fields_set else KEEP_EMAIL,
     )
     url = services().publisher.url(f"/ob/profiles/{result.token}") if result.token else None

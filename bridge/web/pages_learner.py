@@ -2,8 +2,9 @@
 a toast for each badge earned (on arrival, and live while the page is open).
 
 Live toasts are server-sent events: a stream stays open at most ``STREAM_SECONDS`` (the browser's
-EventSource reconnects by itself, from the last id it saw), so a gthread worker's thread is never held
-for long; the page polls instead where EventSource is missing or fails.
+EventSource reconnects by itself, from the last id it saw), and ends as soon as the server finds its
+client gone (``bridge.asgi``), so a server thread is never held for long; the page polls instead where
+EventSource is missing or fails.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import Any
 
 from flask import Blueprint, Response, redirect, request, url_for
 
+from bridge.asgi import CLIENT_GONE
 from bridge.issuing.records import set_badge_profile
 from bridge.lti.launch import LaunchRefused
 from bridge.lti.sessions import LaunchContext
+from bridge.notify.opt_out import learner_id, set_emails_wanted
 from bridge.notify.outbox import InAppNotification, in_app, mark_seen
 from bridge.services.leaderboards import set_leaderboard_preference
 from bridge.services.learner_page import learner_overview
@@ -94,6 +97,17 @@ def profile_choice() -> Response:
     return _back(context)
 
 
+@learner_pages.post("/me/emails")
+def emails_choice() -> Response:
+    context = launch_context()
+    check_csrf(context)
+    wanted = request.form.get("emails") == "on"
+    learner = learner_id(services().database, context.platform, context.lms_user_id)
+    if learner is not None:  # a launch records its learner: None only if the row was removed meanwhile
+        set_emails_wanted(services().database, learner, wanted, actor=_actor(context))
+    return _back(context)
+
+
 def _actor(context: LaunchContext) -> str:
     return f"learner {context.platform}/{context.lms_user_id} (LTI)"
 
@@ -125,12 +139,13 @@ def notification_stream() -> Response:
     context = launch_context()
     database = services().database
     after = _last_event_id()
+    client_gone = request.environ.get(CLIENT_GONE, lambda: False)
 
     def events() -> Iterator[str]:
         seen = after
         deadline = time.monotonic() + STREAM_SECONDS
         yield "retry: 1000\n\n"  # reconnect within a second when the stream ends
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not client_gone():
             unseen = in_app(database, context.learner_id, unseen_only=True, limit=20)
             for notification in _earned([n for n in unseen if n.id > seen]):
                 seen = max(seen, notification.id)

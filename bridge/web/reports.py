@@ -20,10 +20,19 @@ from bridge.services.leaderboards import (
     leaderboard_preference,
     set_leaderboard_preference,
 )
-from bridge.web.access import authorise
+from bridge.web.access import actor, needs, platform_filter
 from bridge.web.context import services
 from bridge.web.errors import ApiError
 from bridge.web.inputs import json_body, query_choice, query_int, validated
+from bridge.web.openapi import documented
+from bridge.web.responses import (
+    AwardsPerWeekOut,
+    BadgeAnalyticsOut,
+    Leaderboard,
+    LeaderboardPreference,
+    TierFunnelsOut,
+)
+from bridge.web.schemas import AnalyticsQuery, AwardsPerWeekQuery, LeaderboardQuery
 
 reports = Blueprint("reports", __name__, url_prefix="/api/v1")
 MAX_WEEKS = 260
@@ -64,8 +73,9 @@ def _known_platform(platform: str) -> None:
 
 
 @reports.get("/leaderboards")
+@needs("read")
+@documented(answers={200: Leaderboard}, query=LeaderboardQuery)
 def get_leaderboard() -> Response:
-    authorise(write=False)
     settings = services().settings
     platform = cast(str, _platform_arg(required=True))
     course, section = _text_arg("course"), _text_arg("section")
@@ -92,36 +102,39 @@ def get_leaderboard() -> Response:
     return jsonify(board.as_dict())
 
 
-@reports.put("/learners/<platform>/<lms_user_id>/preferences")
+@reports.put("/learners/<platform>/<path:lms_user_id>/preferences")
+@needs("write")
+@documented(answers={200: LeaderboardPreference}, json=PreferencesIn)
 def put_preferences(platform: str, lms_user_id: str) -> Response:
-    actor = authorise(write=True)
     _known_platform(platform)
     body = validated(PreferencesIn, json_body(), "invalid_preferences")
     name = body.display_name if "display_name" in body.model_fields_set else KEEP
     database = services().database
     if not set_leaderboard_preference(
-        database, platform, lms_user_id, body.leaderboard_opt_out, actor=actor, display_name=name
+        database, platform, lms_user_id, body.leaderboard_opt_out, actor=actor(), display_name=name
     ):
         raise ApiError(404, "unknown_learner", f"no learner {lms_user_id!r} on {platform!r}")
     return jsonify(asdict(cast(Any, leaderboard_preference(database, platform, lms_user_id))))
 
 
 def _scope() -> tuple[str | None, str | None]:
-    """The optional platform and course narrowing an analytics report."""
-    return _platform_arg(required=False), _text_arg("course")
+    """The optional platform and course narrowing an analytics report (a platform-bound key's platform)."""
+    return platform_filter(_platform_arg(required=False)), _text_arg("course")
 
 
 @reports.get("/analytics/badges")
+@needs("read")
+@documented(answers={200: BadgeAnalyticsOut}, query=AnalyticsQuery)
 def get_badge_analytics() -> Response:
-    authorise(write=False)
     platform, course = _scope()
     rows = analytics.badge_report(services().database, platform=platform, course=course)
     return jsonify(platform=platform, course=course, badges=[asdict(r) for r in rows])
 
 
 @reports.get("/analytics/badges.csv")
+@needs("read")
+@documented(answers={200: None}, query=AnalyticsQuery)
 def get_badge_analytics_csv() -> Response:
-    authorise(write=False)
     platform, course = _scope()
     rows = analytics.badge_report(services().database, platform=platform, course=course)
     return Response(
@@ -132,8 +145,9 @@ def get_badge_analytics_csv() -> Response:
 
 
 @reports.get("/analytics/awards-per-week")
+@needs("read")
+@documented(answers={200: AwardsPerWeekOut}, query=AwardsPerWeekQuery)
 def get_awards_per_week() -> Response:
-    authorise(write=False)
     platform, course = _scope()
     weeks = query_int("weeks", 12, maximum=MAX_WEEKS)
     badge = _text_arg("badge")
@@ -154,8 +168,9 @@ def get_awards_per_week() -> Response:
 
 
 @reports.get("/analytics/tiers")
+@needs("read")
+@documented(answers={200: TierFunnelsOut}, query=AnalyticsQuery)
 def get_tier_funnels() -> Response:
-    authorise(write=False)
     platform, course = _scope()
     funnels = analytics.tier_funnel(services().database, platform=platform, course=course)
     return jsonify(platform=platform, course=course, badges=[asdict(f) for f in funnels])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import date
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, RootModel, StrictFloat
+from pydantic.json_schema import SkipJsonSchema
 
 from bridge.domain.text import check_data, name_problem
 from connectors import EARLIEST, LATEST
@@ -79,3 +81,117 @@ class EnabledIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool
+
+
+# The shapes below describe requests for the OpenAPI document (bridge/web/openapi.py); what validates them
+# is named beside each one.
+
+
+class EventsBodyIn(
+    RootModel[EventIn | EventBatchIn | Annotated[list[EventIn], Field(min_length=1, max_length=1000)]]
+):
+    """One event, ``{"events": [...]}`` or a bare list of events: each event is validated as ``EventIn``,
+    a batch as ``EventBatchIn`` (``bridge.web.api``)."""
+
+
+class BadgeDocumentIn(BaseModel):
+    """A badge template as JSON (``badge_templates/README.md``). The domain parses it
+    (``bridge.domain.templates.parse_template``, shared with the TOML files and the CLI), naming the key
+    and the reason of any problem; this model names its keys for the document."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] | None = Field(
+        default=None, description="Required to create; to replace, the id in the path (or the same id)"
+    )
+    name: Annotated[str, Field(min_length=1)]
+    description: Annotated[str, Field(min_length=1)]
+    image: str | None = Field(default=None, description="An SVG file among the badge templates")
+    narrative: str | None = None
+    tags: list[str] | None = None
+    points: Annotated[int, Field(ge=0)] | None = None
+    prerequisites: list[str] | None = Field(default=None, description="Badges the learner must hold first")
+    requires_approval: bool | None = None
+    expires_after_days: Annotated[int, Field(ge=1)] | None = None
+    expires_on: date | None = None
+    tiers: list[dict[str, Any]] | None = Field(
+        default=None, description="name, target and points of each tier"
+    )
+    criteria: dict[str, Any] = Field(description="groups of requirements (badge_templates/README.md)")
+    notification_type: list[Literal["in-app", "email", "webhook", "xapi"]] | None = None
+
+
+# Query strings. bridge.web.paging.keyset and bridge.web.inputs.query_int / query_choice read them, with
+# the same limits; tests/web/test_openapi.py checks that the two agree.
+
+Order = Literal["newest", "oldest"]
+_CURSOR = "The next_cursor of the previous page"
+QueryText = Annotated[str, Field(max_length=255)] | SkipJsonSchema[None]
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _absent(description: str | None = None) -> Any:
+    """An optional query parameter: left out, not null (the document shows no default)."""
+    return Field(default=None, description=description, json_schema_extra=_no_default)
+
+
+class PageQuery(BaseModel):
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    order: Order = "newest"
+    cursor: Annotated[str, Field(max_length=200)] | SkipJsonSchema[None] = _absent(_CURSOR)
+
+
+class EventsQuery(PageQuery):
+    status: Literal["all", "pending", "done", "failed"] = "all"
+    platform: QueryText = _absent()
+    learner: QueryText = _absent()
+
+
+class AwardsQuery(PageQuery):
+    platform: QueryText = _absent()
+    learner: QueryText = _absent()
+
+
+class AuditQuery(AwardsQuery):
+    pass
+
+
+class ApprovalsQuery(PageQuery):
+    order: Order = "oldest"
+    status: Literal["pending", "approved", "rejected", "all"] = "pending"
+    platform: QueryText = _absent()
+
+
+class SyncRunsQuery(PageQuery):
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+    platform: QueryText = _absent()
+
+
+class NotificationsQuery(PageQuery):
+    limit: Annotated[int, Field(ge=1, le=1000)] = 50
+    unseen: Literal["true", "false"] = "false"
+
+
+class LeaderboardQuery(BaseModel):
+    platform: Annotated[str, Field(min_length=1, max_length=255)]
+    course: QueryText = _absent()
+    section: QueryText = _absent("Only with course")
+    period: Literal["all", "week", "month"] = "all"
+    metric: Literal["points", "badges"] = "points"
+    limit: Annotated[int, Field(ge=1, le=100)] | SkipJsonSchema[None] = _absent(
+        "Defaults to the leaderboard.size setting"
+    )
+    learner: QueryText = _absent("Also answer this learner's own standing")
+
+
+class AnalyticsQuery(BaseModel):
+    platform: QueryText = _absent()
+    course: QueryText = _absent()
+
+
+class AwardsPerWeekQuery(AnalyticsQuery):
+    weeks: Annotated[int, Field(ge=1, le=260)] = 12
+    badge: QueryText = _absent()

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, update
 
 from bridge.bootstrap import open_database
 from bridge.db.engine import Database
-from bridge.db.models import Badge, Learner, LearnerState, Progress
+from bridge.db.models import Award, Badge, Learner, LearnerState, Progress
 from bridge.services.awarding import award_sweep
 from bridge.services.badges import load_template_files, sync_templates
 from bridge.settings import Settings
@@ -233,3 +233,38 @@ def test_more_than_a_thousand_new_learners_in_one_batch_are_all_created(
     with database.read() as session:
         assert session.scalar(select(func.count()).select_from(Learner)) == 2100
     assert len(awards_of(database)) == 2100  # each one's welcome badge
+
+
+def test_learners_completing_badges_mid_batch_are_awarded_once_in_order_with_their_evidence(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A learner known before the batch who completes a badge in it has their awards read (on PostgreSQL:
+    for all such learners at once, their later events waiting); none is awarded twice or out of order."""
+    count_badge_template(tmp_path / "t", "two-logins", "login", 2, points=1)
+    count_badge_template(tmp_path / "t", "four-logins", "login", 4, points=1)
+    settings = make_settings(database_url, tmp_path, badge_templates_dir=tmp_path / "t")
+    database = open_database(settings)
+    store(database, *(learning_event(f"{who}-{n}", learner=who, minutes=n) for who in "ab" for n in (0, 1)))
+    drain(Worker(database, settings))
+    assert sorted(awards_of(database)) == [("a", "two-logins"), ("b", "two-logins")]
+    # a: three more (four-logins at the second); b: one more (none); c: new, four at once.
+    later = [learning_event(f"a-{n}", learner="a", minutes=n) for n in (2, 3, 4)]
+    later += [learning_event("b-2", learner="b", minutes=2)]
+    later += [learning_event(f"c-{n}", learner="c", minutes=n) for n in range(4)]
+    ids = store(database, *later)
+    drain(Worker(database, settings))
+    assert sorted(awards_of(database)) == [
+        ("a", "four-logins"), ("a", "two-logins"), ("b", "two-logins"),
+        ("c", "four-logins"), ("c", "two-logins"),
+    ]  # fmt: skip
+    with database.read() as session:
+        points = dict(session.execute(select(Learner.lms_user_id, Learner.points)).all())
+        evidence = session.scalar(
+            select(Award.event_ids)
+            .join(Learner)
+            .where(Learner.lms_user_id == "a", Award.badge_id == "four-logins")
+        )
+    assert points == {"a": 2, "b": 1, "c": 2}
+    assert progress_values(database, "four-logins") == {"a": 4.0, "b": 3.0, "c": 4.0}
+    # The events that earned it, latest first: up to the one it was earned at (a's fourth login).
+    assert evidence[0] == ids[1] and ids[0] in evidence and ids[2] not in evidence and len(evidence) == 4

@@ -126,6 +126,25 @@ def test_a_failed_grade_read_is_retried_with_backoff_until_moodle_answers(
 
 
 @responses.activate
+def test_one_pass_reads_a_follow_up_once_however_short_its_backoff(database_url: str, tmp_path: Path) -> None:
+    # A read that fails again is due again after its backoff; a pass that outlasts a short backoff (a slow
+    # LMS, a busy machine) must leave it to the next pass rather than read it twice.
+    settings = follow_up_settings(
+        database_url, tmp_path, backoff_base_seconds=0.001, backoff_max_seconds=0.001
+    )
+    app = create_app(settings)
+    moodle_fails(3)
+    answered_at_once(app, app.test_client())
+    database: Database = app.extensions["bridge"].database
+    time.sleep(0.01)
+    assert retry(database, settings) == 1
+    assert follow_ups(database)[0][:2] == ("pending", 2)
+    time.sleep(0.01)
+    assert retry(database, settings) == 1
+    assert follow_ups(database)[0][:2] == ("pending", 3)
+
+
+@responses.activate
 def test_a_follow_up_is_not_read_again_before_its_backoff_is_over(database_url: str, tmp_path: Path) -> None:
     settings = follow_up_settings(database_url, tmp_path, backoff_base_seconds=0.5, backoff_max_seconds=1.0)
     app = create_app(settings)

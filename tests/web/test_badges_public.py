@@ -294,8 +294,11 @@ def test_a_public_profile_is_opt_in_at_an_unguessable_url(
 
 def test_the_badge_profile_api_refuses_bad_input(client: FlaskClient, auth: dict[str, str]) -> None:
     endpoint = "/api/v1/learners/demo/42/badge-profile"
-    unknown = client.put(endpoint, json={"public": True}, headers=auth)
-    assert unknown.status_code == 404 and unknown.get_json()["error"]["code"] == "unknown_learner"
+    unknown = client.put("/api/v1/learners/nowhere/42/badge-profile", json={"public": True}, headers=auth)
+    assert unknown.status_code == 404 and unknown.get_json()["error"]["code"] == "unknown_platform"
+    long_id = f"/api/v1/learners/demo/{'x' * 256}/badge-profile"
+    too_long = client.put(long_id, json={"public": True}, headers=auth)
+    assert too_long.status_code == 422 and too_long.get_json()["error"]["message"].startswith("learner:")
     invalid = client.put(endpoint, json={"public": "yes"}, headers=auth)
     assert invalid.status_code == 422 and invalid.get_json()["error"]["message"].startswith("public")
     bad_email = client.put(endpoint, json={"public": True, "email": "nope"}, headers=auth)

@@ -19,7 +19,7 @@ from bridge.clock import utcnow
 from bridge.db.engine import Database
 from bridge.domain.events import LearningEvent
 from bridge.lti.registry import register
-from bridge.settings import Settings
+from bridge.settings import EmailSettings, Settings
 from bridge.web import pages_learner
 from bridge.worker import Worker
 from tests.conftest import make_settings
@@ -124,6 +124,29 @@ def test_choices_change_with_the_pages_csrf_token_only(
     assert "Your name is hidden on leaderboards" in after
     made_public = browser.post("/lti/me/profile", data={"lt": token, "csrf": csrf.group(1), "public": "1"})
     assert "/ob/profiles/" in browser.get(made_public.headers["Location"]).get_data(as_text=True)
+
+
+def test_the_email_switch_is_shown_where_badges_are_emailed_and_stops_them(
+    app: Flask, platform: FakePlatform, database: Database, settings: Settings
+) -> None:
+    _, html, _ = open_page(app, platform)
+    assert "emailing me" not in html and "Email me" not in html  # no email channel: no switch
+    email = {"host": "127.0.0.1", "port": 25, "security": "none", "from_address": "b@example.edu"}
+    emailing = settings.model_copy(
+        update={
+            "notification_type": ["in-app", "email"],
+            "notifications": settings.notifications.model_copy(update={"email": EmailSettings(**email)}),
+        }
+    )
+    with_email = create_app(emailing, database)
+    browser, html, token = open_page(with_email, platform)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert csrf and "Stop emailing me about new badges" in html
+    done = browser.post("/lti/me/emails", data={"lt": token, "csrf": csrf.group(1), "emails": "off"})
+    after = browser.get(done.headers["Location"]).get_data(as_text=True)
+    assert "You get no emails about your badges." in after and "Email me about new badges" in after
+    forged = browser.post("/lti/me/emails", data={"lt": token, "emails": "on"})
+    assert forged.status_code == 403
 
 
 def test_a_badge_earned_since_the_last_visit_is_a_toast_once(
