@@ -5,10 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 from bridge.asgi import CLIENT_GONE, WsgiOnAsgi
+
+T = TypeVar("T")
+
+
+def run_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on a thread of its own: the browser tests' Playwright keeps a loop in this one."""
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(coroutine))
+        except BaseException as error:  # handed to the test's thread
+            errors.append(error)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
 
 Environ = dict[str, Any]
 
@@ -82,7 +104,7 @@ def test_the_app_sees_the_environ_gunicorn_would_build() -> None:
         (b"x_forwarded_for", b"203.0.113.9"),  # underscores: dropped, or it would pass for X-Forwarded-For
     ]
     client = Client(b"{}")
-    asyncio.run(adapter(app)(scope("POST", b"/caf%C3%A9/a%20b", headers), client.receive, client.send))
+    run_loop(adapter(app)(scope("POST", b"/caf%C3%A9/a%20b", headers), client.receive, client.send))
     assert (client.status, client.body) == (200, b"{}")
     assert seen["PATH_INFO"] == "/café/a b".encode().decode("latin-1")  # WSGI's bytes-as-latin-1
     assert (seen["QUERY_STRING"], seen["RAW_URI"]) == ("a=1", "/caf%C3%A9/a%20b?a=1")
@@ -98,7 +120,7 @@ def test_the_app_sees_the_environ_gunicorn_would_build() -> None:
 
 def test_a_body_sent_in_pieces_reaches_the_app_whole() -> None:
     client = Client(b'{"a"', b": 1", b"}")
-    asyncio.run(adapter(echo)(scope("POST"), client.receive, client.send))
+    run_loop(adapter(echo)(scope("POST"), client.receive, client.send))
     assert (client.status, client.body) == (200, b'{"a": 1}')
 
 
@@ -111,7 +133,7 @@ def test_a_body_over_the_limit_is_refused_without_running_the_app() -> None:
 
     piece = b"x" * 60
     client = Client(piece, piece)  # no Content-Length: the limit is found while reading
-    asyncio.run(adapter(app)(scope("POST"), client.receive, client.send))
+    run_loop(adapter(app)(scope("POST"), client.receive, client.send))
     assert client.status == 413 and calls == []
     assert (b"connection", b"close") in client.sent[0]["headers"]
 
@@ -137,6 +159,6 @@ def test_a_stream_ends_and_is_closed_when_its_client_leaves() -> None:
         await asyncio.wait_for(serving, 5)
         return client
 
-    client = asyncio.run(run())
+    client = run_loop(run())
     assert client.status == 200 and client.body.startswith(b"data: tick\n\n")
     assert closed.wait(5)
