@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from flask import Blueprint, Response, jsonify
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from bridge.domain.text import name_problem
 from bridge.issuing.records import KEEP_EMAIL, set_badge_profile
 from bridge.web.access import actor, needs
 from bridge.web.context import services
@@ -34,6 +35,15 @@ class BadgeProfileIn(BaseModel):
     email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)] | None = Field(
         default=None, description="Leave out to keep the current email; null clears it"
     )
+
+    @field_validator("email")
+    @classmethod
+    def _storable(cls, email: str | None) -> str | None:
+        # NUL, other control characters and lone surrogates cannot be stored (PostgreSQL refuses NUL).
+        problem = None if email is None else name_problem(email, 320)
+        if problem is not None:
+            raise ValueError(f"the email {problem}")
+        return email
 
 
 @badges_api.put("/learners/<platform>/<path:lms_user_id>/badge-profile")

@@ -303,6 +303,9 @@ def test_the_badge_profile_api_refuses_bad_input(client: FlaskClient, auth: dict
     assert invalid.status_code == 422 and invalid.get_json()["error"]["message"].startswith("public")
     bad_email = client.put(endpoint, json={"public": True, "email": "nope"}, headers=auth)
     assert bad_email.status_code == 422
+    for unstorable in ("a\u0000b@example.edu", "a\ud800b@example.edu", "a\u0007@example.edu"):
+        refused = client.put(endpoint, json={"public": True, "email": unstorable}, headers=auth)
+        assert refused.status_code == 422 and "email" in refused.get_json()["error"]["message"]
     assert client.put(endpoint, json={"public": True}).status_code == 401
 
 
