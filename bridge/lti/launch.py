@@ -28,6 +28,7 @@ from urllib.parse import urlencode, urlsplit
 from jwt.algorithms import RSAAlgorithm
 from jwt.utils import base64url_decode
 from pylti1p3.contrib.flask import FlaskCookieService, FlaskMessageLaunch, FlaskOIDCLogin, FlaskRequest
+from pylti1p3.deployment import Deployment
 from pylti1p3.exception import LtiException, OIDCException
 from pylti1p3.registration import Registration
 from pylti1p3.tool_config import ToolConfAbstract
@@ -94,11 +95,23 @@ class DatabaseToolConf(ToolConfAbstract):  # type: ignore[misc]
         found = self._store.registration(iss, client_id) if client_id else None
         return self.to_registration(found) if found is not None and found.status == "active" else None
 
-    def find_deployment(self, iss: str, deployment_id: str) -> None:
-        raise NotImplementedError("deployments are checked by StrictLaunch.validate_deployment")
+    # pylti1p3's own lookups; a launch checks its deployment in StrictLaunch.validate_deployment, which
+    # also records an unknown one as pending.
+    def find_deployment(self, iss: str, deployment_id: str) -> Deployment | None:
+        found = self._store.registrations_of(iss)
+        return self._approved(found[0], deployment_id) if len(found) == 1 else None
 
-    def find_deployment_by_params(self, iss: str, deployment_id: str, client_id: str | None) -> None:
-        raise NotImplementedError("deployments are checked by StrictLaunch.validate_deployment")
+    def find_deployment_by_params(
+        self, iss: str, deployment_id: str, client_id: str | None
+    ) -> Deployment | None:
+        found = self._store.registration(iss, client_id) if client_id else None
+        return self._approved(found, deployment_id) if found is not None else None
+
+    def _approved(self, registration: RegistrationRow, deployment_id: str) -> Deployment | None:
+        if registration.status != "active":
+            return None
+        status = self._store.deployment_status(registration.id, deployment_id)
+        return Deployment().set_deployment_id(deployment_id) if status == "active" else None
 
     def to_registration(self, row: RegistrationRow) -> Registration:
         registration = (

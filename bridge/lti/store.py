@@ -89,6 +89,9 @@ class LaunchStore:
             "INSERT INTO lti_deployments (registration_id, deployment_id, status, created_at) "
             f"VALUES ({m}, {m}, 'pending', {m}) ON CONFLICT DO NOTHING"
         )
+        self._deployment_status = (
+            f"SELECT status FROM lti_deployments WHERE registration_id = {m} AND deployment_id = {m}"
+        )
         self._purge_states = f"DELETE FROM lti_login_states WHERE expires_at < {m}"
         self._add_state = (
             "INSERT INTO lti_login_states (state_hash, nonce, registration_id, expires_at) "
@@ -141,6 +144,11 @@ class LaunchStore:
 
     def registrations_of(self, issuer: str) -> list[RegistrationRow]:
         return [RegistrationRow(*row) for row in self.read(self._registrations_of, (issuer,))]
+
+    def deployment_status(self, registration_id: int, deployment_id: str) -> str | None:
+        """``pending``, ``active`` or ``disabled``; None for a deployment never seen."""
+        rows = self.read(self._deployment_status, (registration_id, deployment_id))
+        return str(rows[0][0]) if rows else None
 
     def add_pending_deployment(self, registration_id: int, deployment_id: str) -> None:
         """Record a deployment first seen in a launch, for an administrator to approve."""

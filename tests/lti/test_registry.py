@@ -8,6 +8,7 @@ import pytest
 
 from bridge.db.engine import Database
 from bridge.lti.dynamic_registration import RegisteredTool
+from bridge.lti.launch import DatabaseToolConf
 from bridge.lti.registry import (
     NewRegistration,
     list_registrations,
@@ -301,3 +302,18 @@ def test_refused_actions_leave_no_audit_entry(database: Database) -> None:
     with pytest.raises(Invalid):
         add(database, replace(MOODLE, platform="nowhere"))
     assert [e.action for e in audit_log(database)] == ["lti.register"]
+
+
+def test_pylti1p3_finds_only_approved_deployments_of_active_registrations(database: Database) -> None:
+    registration_id = add(database)
+    add_deployment(database, registration_id, "4", "pending")
+    tool = DatabaseToolConf(LaunchStore(database), None, "")  # type: ignore[arg-type]  # keys not used here
+    issuer, client_id = MOODLE.issuer, MOODLE.client_id
+    found = tool.find_deployment_by_params(issuer, "3", client_id)
+    assert found is not None and found.get_deployment_id() == "3"
+    assert tool.find_deployment(issuer, "3") is not None  # the issuer's one registration
+    assert tool.find_deployment_by_params(issuer, "4", client_id) is None  # waiting for approval
+    assert tool.find_deployment_by_params(issuer, "99", client_id) is None  # never seen
+    assert tool.find_deployment_by_params(issuer, "3", "another-client") is None
+    set_status(database, registration_id, "disabled", actor="admin")
+    assert tool.find_deployment_by_params(issuer, "3", client_id) is None
