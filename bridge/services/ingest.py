@@ -1,32 +1,24 @@
-"""Storing learning events in the inbox: idempotent, one indexed insert per event, nothing evaluated.
+"""Storing learning events in the inbox: idempotent, indexed inserts, nothing evaluated.
 
 This is the hot path of every webhook and of ``POST /api/v1/events``, so it skips SQLAlchemy's
 per-statement machinery (connection checkout, events, type processing), which cost three times the
 insert itself (see benchmarks/ingest.py). Each thread keeps one DBAPI connection, made by the engine so
-it has the same set-up, and runs one prepared statement. Values are encoded here exactly as the models'
-column types store them; tests read them back through the ORM.
+it has the same set-up, and runs the statements of bridge.services.inbox_sql; tests read the rows back
+through the ORM.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from bridge.clock import utcnow
-from bridge.db.driver import sqlite_time
 from bridge.db.engine import Database
 from bridge.domain.events import LearningEvent
-
-_COLUMNS = (
-    "platform, event_key, kind, learner, course, item, score, occurred_at, received_at, data, status, "
-    "attempts, next_attempt_at"
-)
+from bridge.services.inbox_sql import Key, PostgresStatements, SqliteStatements
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,19 +48,7 @@ class Inbox:
         self._writer_lock = threading.Lock()
         self._queue: list[_Request] = []
         self._queue_lock = threading.Lock()
-        mark = "?" if database.is_sqlite else "%s"
-        self._insert = (
-            f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join([mark] * 13)}) "
-            "ON CONFLICT (platform, event_key) DO NOTHING RETURNING id"
-        )
-        self._existing = f"SELECT id FROM events WHERE platform = {mark} AND event_key = {mark}"
-        self._begin = "BEGIN IMMEDIATE" if database.is_sqlite else "BEGIN"
-        self._row: Callable[[LearningEvent, Any], tuple[Any, ...]]
-        self._encode_time: Callable[[datetime], Any]
-        if database.is_sqlite:
-            self._row, self._encode_time = _sqlite_row, sqlite_time
-        else:
-            self._row, self._encode_time = _postgres_row, _identity
+        self._sql = SqliteStatements() if database.is_sqlite else PostgresStatements()
 
     def store(self, events: Sequence[LearningEvent]) -> list[StoredEvent]:
         """Store ``events`` in one transaction; each answers with its id and whether it was new."""
@@ -106,17 +86,14 @@ class Inbox:
             request.results = stored
 
     def _transaction(self, groups: list[Sequence[LearningEvent]]) -> list[list[StoredEvent]]:
-        now = self._encode_time(utcnow())
+        now = self._sql.now(utcnow())
         connection = self._connection()
         try:
             cursor = connection.cursor()
-            # The connection autocommits, so a single event is one statement and its own transaction.
-            single = len(groups) == 1 and len(groups[0]) == 1
-            if not single:
-                cursor.execute(self._begin)
-            results = [[self._insert_one(cursor, event, now) for event in events] for events in groups]
-            if not single:
-                cursor.execute("COMMIT")
+            if len(groups) == 1 and len(groups[0]) == 1:  # autocommit: one statement, its own transaction
+                results = [[self._insert_one(cursor, groups[0][0], now)]]
+            else:
+                results = self._insert_many(cursor, groups, now)
             cursor.close()
             return results
         except BaseException:
@@ -124,11 +101,51 @@ class Inbox:
             raise
 
     def _insert_one(self, cursor: Any, event: LearningEvent, now: Any) -> StoredEvent:
-        row = cursor.execute(self._insert, self._row(event, now)).fetchone()
-        if row is not None:
-            return StoredEvent(row[0], created=True)
-        existing = cursor.execute(self._existing, (event.platform, event.event_key)).fetchone()
-        return StoredEvent(existing[0], created=False)
+        new_id = self._sql.insert_one(cursor, event, now)
+        if new_id is not None:
+            return StoredEvent(new_id, created=True)
+        [(stored_id, _, _)] = self._sql.stored_ids(cursor, [(event.platform, event.event_key)])
+        return StoredEvent(stored_id, created=False)
+
+    def _insert_many(
+        self, cursor: Any, groups: list[Sequence[LearningEvent]], now: Any
+    ) -> list[list[StoredEvent]]:
+        """Every event of ``groups``, a statement per chunk of rows. A key repeated in the transaction is
+        stored from its first event, as if the events had been inserted one by one in order."""
+        first_of_key: dict[Key, LearningEvent] = {}
+        for events in groups:
+            for event in events:
+                first_of_key.setdefault((event.platform, event.event_key), event)
+        unique = list(first_of_key.values())
+        size = self._sql.rows_per_statement
+        chunks = [unique[start : start + size] for start in range(0, len(unique), size)]
+        in_one_statement = len(chunks) == 1
+        if not in_one_statement:  # else the connection's autocommit makes the one statement atomic
+            cursor.execute(self._sql.begin)
+        created = {
+            (platform, key): id_
+            for chunk in chunks
+            for id_, platform, key in self._sql.insert_many(cursor, chunk, now)
+        }
+        # Keys stored before this transaction (a retried webhook, the nightly sync's overlap).
+        stored_before: dict[Key, int] = {}
+        missing = [key for key in first_of_key if key not in created]
+        for start in range(0, len(missing), size):
+            for id_, platform, key in self._sql.stored_ids(cursor, missing[start : start + size]):
+                stored_before[platform, key] = id_
+        if not in_one_statement:
+            cursor.execute("COMMIT")
+        results = []
+        answered: set[Key] = set()
+        for events in groups:
+            group = []
+            for event in events:
+                key = (event.platform, event.event_key)
+                new = key in created and key not in answered
+                answered.add(key)
+                group.append(StoredEvent(created[key] if key in created else stored_before[key], created=new))
+            results.append(group)
+        return results
 
     def _connection(self) -> Any:
         # Only the thread holding the writer lock gets here, but the lock may pass between threads, so
@@ -148,29 +165,3 @@ class Inbox:
         self._local.connection = None
         with contextlib.suppress(Exception):  # if it is broken already, closing was a courtesy
             connection.close()  # an open transaction is rolled back
-
-
-@functools.cache
-def _jsonb() -> Any:
-    from psycopg.types.json import Jsonb  # imported once, and only where PostgreSQL is used
-
-    return Jsonb
-
-
-def _identity(value: datetime) -> datetime:
-    return value
-
-
-def _sqlite_row(event: LearningEvent, now: str) -> tuple[Any, ...]:
-    return (
-        event.platform, event.event_key, event.kind, event.learner, event.course, event.item, event.score,
-        sqlite_time(event.occurred_at), now, json.dumps(dict(event.data)) if event.data else "{}", "pending",
-        0, now,
-    )  # fmt: skip
-
-
-def _postgres_row(event: LearningEvent, now: datetime) -> tuple[Any, ...]:
-    return (
-        event.platform, event.event_key, event.kind, event.learner, event.course, event.item, event.score,
-        event.occurred_at, now, _jsonb()(dict(event.data)), "pending", 0, now,
-    )  # fmt: skip

@@ -38,13 +38,18 @@ def _events_in(body: Any) -> tuple[list[EventIn], bool]:
 def _to_domain(events: list[EventIn], is_batch: bool) -> list[LearningEvent]:
     settings = services().settings
     tracked = set(settings.track_event_types)
+    allowed: set[str] = set()  # platforms checked once per request, not once per event of a batch
     now = utcnow()
     domain = []
     for index, event in enumerate(events):
         where = f"events[{index}]." if is_batch else ""
-        check_platform(event.platform, f"{where}platform")
-        if settings.platform(event.platform) is None:
-            raise ApiError(404, "unknown_platform", f"{where}platform: {event.platform!r} is not configured")
+        if event.platform not in allowed:
+            check_platform(event.platform, f"{where}platform")
+            if settings.platform(event.platform) is None:
+                raise ApiError(
+                    404, "unknown_platform", f"{where}platform: {event.platform!r} is not configured"
+                )
+            allowed.add(event.platform)
         if event.kind not in tracked:
             raise ApiError(
                 422, "invalid_event", f"{where}kind: {event.kind!r} is not tracked (see track_event_types)"

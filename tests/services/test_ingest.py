@@ -120,3 +120,34 @@ def test_a_batch_is_all_or_nothing(database: Database) -> None:
     with pytest.raises(TypeError):
         Inbox(database).store([learning_event("a"), unstorable])
     assert count(database) == 0
+
+
+def test_a_batch_answers_each_event_in_order_new_or_stored_before(database: Database) -> None:
+    inbox = Inbox(database)
+    [before] = inbox.store([learning_event("b")])
+    answers = inbox.store([learning_event("a"), learning_event("b"), learning_event("c")])
+    assert [a.created for a in answers] == [True, False, True]
+    assert answers[1].id == before.id
+    assert len({a.id for a in answers}) == 3
+    assert count(database) == 3
+
+
+def test_a_key_repeated_in_a_batch_is_stored_once_from_its_first_event(database: Database) -> None:
+    inbox = Inbox(database)
+    first, again = inbox.store([learning_event("a", learner="first"), learning_event("a", learner="second")])
+    assert (first.created, again.created, again.id) == (True, False, first.id)
+    with database.read() as session:
+        assert session.scalars(select(Event.learner)).all() == ["first"]
+
+
+def test_a_batch_larger_than_one_statement_is_stored_whole_and_in_order(database: Database) -> None:
+    inbox = Inbox(database)
+    inbox.store([learning_event(f"key-{n}") for n in range(0, 1200, 7)])  # some stored before
+    answers = inbox.store([learning_event(f"key-{n}") for n in range(1200)])
+    assert [a.created for a in answers] == [n % 7 != 0 for n in range(1200)]
+    assert count(database) == 1200
+    with database.read() as session:
+        keys_by_id = {row.id: row.event_key for row in session.execute(select(Event.id, Event.event_key))}
+    assert [keys_by_id[a.id] for a in answers] == [f"key-{n}" for n in range(1200)]
+    new_ids = [a.id for a in answers if a.created]
+    assert new_ids == sorted(new_ids)  # arrival order is id order: the worker claims by id
