@@ -11,6 +11,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from bridge.db.engine import Database
 from bridge.db.migrate import ensure_schema
+from bridge.parser_tables import import_rule_engine
 from bridge.services.badges import load_template_files, shipped_templates_dir, sync_templates
 from bridge.settings import Settings
 
@@ -51,6 +52,7 @@ def open_database(settings: Settings) -> Database:
     """The embedded SQLite default upgrades itself; PostgreSQL must be upgraded with ``db upgrade``."""
     database = connect_database(settings)
     ensure_schema(database, auto_upgrade=settings.is_embedded_database)
+    import_rule_engine(settings.data_dir)  # the templates' filters are rule-engine expressions
     directory = settings.badge_templates_dir or shipped_templates_dir()
     loaded = load_template_files(directory, settings.track_event_types, settings.badge_level_threshold)
     for error in loaded.errors:

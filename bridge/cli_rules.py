@@ -63,9 +63,11 @@ def badges() -> None:
 @pass_context
 def badges_check(ctx: _Context, directory: Path) -> None:
     """Validate every template in DIRECTORY; exit 1 if any is bad."""
+    from bridge.parser_tables import import_rule_engine
     from bridge.services.badges import load_template_files
 
     settings = ctx.settings
+    import_rule_engine(settings.data_dir)
     loaded = load_template_files(directory, settings.track_event_types, settings.badge_level_threshold)
     for error in loaded.errors:
         click.echo(f"{error.source}: {error.key}: {error.reason}", err=True)

@@ -266,10 +266,12 @@ class BridgeServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from bridge.app import create_app
         from bridge.asgi import WsgiOnAsgi
+        from bridge.bootstrap import connect_database
 
         server = self.settings.server
+        # The master checked the schema and loaded the templates before forking (see ``serve``).
         return WsgiOnAsgi(
-            create_app(self.settings),
+            create_app(self.settings, connect_database(self.settings)),
             threads=server.threads,
             max_body_bytes=server.max_request_bytes,
             body_timeout_seconds=server.body_timeout_seconds,

@@ -13,10 +13,12 @@ from sqlalchemy import create_engine, text
 
 from bridge.db.engine import Database
 from bridge.db.migrate import (
+    MIGRATIONS,
     SchemaOutOfDate,
     current_revision,
     downgrade,
     ensure_schema,
+    head_by_file_name,
     head_revision,
     upgrade,
 )
@@ -44,6 +46,26 @@ def test_the_database_is_at_the_head_revision(database_url: str) -> None:
 
 
 @pytest.mark.skipif(on_postgres(), reason="an empty SQLite file is the embedded default's first start")
+def test_the_start_up_check_reads_the_same_head_as_alembic_from_the_file_names() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    scripts = ScriptDirectory.from_config(config)
+    assert head_by_file_name() == head_revision() == scripts.get_current_head()
+    for script in scripts.walk_revisions():  # NNNN_what.py holds revision NNNN after NNNN - 1
+        assert Path(script.path).name.startswith(f"{script.revision}_")
+        expected_down = None if script.revision == "0001" else f"{int(script.revision) - 1:04d}"
+        assert script.down_revision == expected_down
+
+
+def test_an_empty_database_has_no_revision(empty_database_url: str) -> None:
+    database = Database(empty_database_url)
+    assert current_revision(database) is None
+    database.dispose()
+
+
 def test_the_embedded_default_upgrades_itself(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'new' / 'bridge.sqlite3'}")
     ensure_schema(database, auto_upgrade=True)
