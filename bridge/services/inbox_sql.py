@@ -74,14 +74,19 @@ class PostgresStatements:
         f"INSERT INTO events ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', 0, %s) "
         f"{_ON_CONFLICT} RETURNING id"
     )
-    # unnest yields the arrays' rows in order, so ids follow the events' order (the worker claims by id).
+    # Ids are drawn in the events' order (the worker claims by id), then rows are inserted in key order:
+    # two transactions inserting some of the same new keys wait for each other's rows, and in one order
+    # neither can hold a row the other waits for while waiting itself (in any order they deadlocked).
     _insert_many = (
-        f"INSERT INTO events ({_COLUMNS}) "
-        "SELECT platform, event_key, kind, learner, course, item, score, occurred_at, %s, data::jsonb, "
-        "'pending', 0, %s "
+        "WITH numbered AS ("
+        "SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id, t.* "
         "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-        "%s::float8[], %s::timestamptz[], %s::text[]) "
-        "AS t(platform, event_key, kind, learner, course, item, score, occurred_at, data) "
+        "%s::float8[], %s::timestamptz[], %s::text[]) WITH ORDINALITY "
+        "AS t(platform, event_key, kind, learner, course, item, score, occurred_at, data, arrival) "
+        "ORDER BY arrival) "
+        f"INSERT INTO events (id, {_COLUMNS}) "
+        "SELECT id, platform, event_key, kind, learner, course, item, score, occurred_at, %s, data::jsonb, "
+        "'pending', 0, %s FROM numbered ORDER BY platform, event_key "
         f"{_ON_CONFLICT} {_RETURNING_KEYS}"
     )
     _stored_ids = (
@@ -109,7 +114,7 @@ class PostgresStatements:
             [e.score for e in events], [e.occurred_at for e in events],
             [json.dumps(dict(e.data)) if e.data else "{}" for e in events],
         )  # fmt: skip
-        cursor.execute(self._insert_many, (now, now, *columns))
+        cursor.execute(self._insert_many, (*columns, now, now))
         return cursor.fetchall()  # type: ignore[no-any-return]
 
     def stored_ids(self, cursor: Any, keys: Sequence[Key]) -> list[KeyedId]:

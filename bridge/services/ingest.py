@@ -37,9 +37,13 @@ class _Request:
 class Inbox:
     """The events table's writer for one process.
 
-    Group commit: concurrent callers queue their events; whichever thread holds the writer lock writes
-    everything queued in one transaction, and each caller returns once that transaction has committed.
-    Under load one commit (SQLite's WAL write, PostgreSQL's WAL flush) serves many requests.
+    On SQLite, group commit: concurrent callers queue their events; whichever thread holds the writer
+    lock writes everything queued in one transaction, and each caller returns once that transaction has
+    committed. SQLite has one writer at a time anyway, and under load one WAL write serves many requests.
+
+    On PostgreSQL each thread writes on its own connection at once: the server already flushes the WAL
+    of concurrent commits together, and funnelling them through one writer per process only serialised
+    them (single events at 0.62x a plain psycopg insert with the funnel, 0.88x without it).
     """
 
     def __init__(self, database: Database) -> None:
@@ -49,9 +53,12 @@ class Inbox:
         self._queue: list[_Request] = []
         self._queue_lock = threading.Lock()
         self._sql = SqliteStatements() if database.is_sqlite else PostgresStatements()
+        self._gathers = database.is_sqlite
 
     def store(self, events: Sequence[LearningEvent]) -> list[StoredEvent]:
         """Store ``events`` in one transaction; each answers with its id and whether it was new."""
+        if not self._gathers:
+            return self._transaction([events])[0]
         request = _Request(events)
         with self._queue_lock:
             self._queue.append(request)

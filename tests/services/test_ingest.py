@@ -1,5 +1,6 @@
 """The inbox: each (platform, event_key) stored once, values stored as the models read them back."""
 
+import random
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
@@ -151,3 +152,39 @@ def test_a_batch_larger_than_one_statement_is_stored_whole_and_in_order(database
     assert [keys_by_id[a.id] for a in answers] == [f"key-{n}" for n in range(1200)]
     new_ids = [a.id for a in answers if a.created]
     assert new_ids == sorted(new_ids)  # arrival order is id order: the worker claims by id
+
+
+def test_concurrent_batches_of_the_same_new_keys_in_any_order_are_each_answered_in_full(
+    database: Database,
+) -> None:
+    # On PostgreSQL each thread inserts on its own connection: two batches holding the same new keys in
+    # opposite orders wait on each other's rows (a deadlock the server breaks by failing one of them).
+    inbox = Inbox(database)
+    threads_count, rounds, keys_count = 8, 6, 200
+    in_step = threading.Barrier(threads_count)
+    answers: list[tuple[str, int, bool]] = []
+    failures: list[BaseException] = []
+
+    def post(thread: int) -> None:
+        for round_ in range(rounds):
+            keys = [f"key-{round_}-{n}" for n in range(keys_count)]
+            random.Random(thread * 100 + round_).shuffle(keys)
+            in_step.wait()
+            try:
+                stored = inbox.store([learning_event(key) for key in keys])
+            except Exception as error:
+                failures.append(error)
+                continue
+            answers.extend((key, s.id, s.created) for key, s in zip(keys, stored, strict=True))
+
+    threads = [threading.Thread(target=post, args=(t,)) for t in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    all_keys = {f"key-{r}-{n}" for r in range(rounds) for n in range(keys_count)}
+    assert count(database) == len(all_keys)
+    assert Counter(key for key, _, created in answers if created) == dict.fromkeys(all_keys, 1)
+    assert len({(key, id_) for key, id_, _ in answers}) == len(all_keys)  # one id for each key
