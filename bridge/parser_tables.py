@@ -95,6 +95,13 @@ def _written_by_ply() -> dict[str, Any]:
 
 def _save(path: Path, tables: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(tables), encoding="utf-8")
-    os.replace(temporary, path)  # another process starting at once reads the old file or this one whole
+    # A name of its own: processes starting at once (containers sharing the volume are all pid 1) each
+    # write their own file, and the last rename wins; a reader sees one whole file or the other.
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            json.dump(tables, file)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

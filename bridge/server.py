@@ -252,8 +252,9 @@ class BridgeServer(BaseApplication):  # type: ignore[misc]
         self.cfg.set("graceful_timeout", GUNICORN_GRACEFUL_SECONDS)
         self.cfg.set("accesslog", None)  # the app logs each request as JSON itself
         self.cfg.set("logconfig_dict", gunicorn_logging(self.settings.log_level))
-        # One control socket per data directory, so two instances on one machine do not collide.
-        self.cfg.set("control_socket", str(self.settings.data_dir.resolve() / "gunicorn.ctl"))
+        # gunicorn's control socket (gunicornc) is not part of how the bridge is run: without it, nodes or
+        # containers sharing a data directory cannot remove each other's socket.
+        self.cfg.set("control_socket_disable", True)
         self.cfg.set("on_starting", _log_metrics_dir)
         self.cfg.set("child_exit", _child_exit)
         if server.tls_certificate is not None:
