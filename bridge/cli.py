@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -124,6 +125,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 @pass_context
 def serve(ctx: _Context, bind: str | None, workers: int | None, embedded_worker: bool | None) -> None:
     """Serve the web app under gunicorn."""
+    gc.disable()  # until the server starts (bridge.server.started): the imports make objects that stay
     from bridge.server import serve as run_server
 
     settings = ctx.settings
