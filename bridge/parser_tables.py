@@ -13,7 +13,6 @@ grammar is built once more into a temporary directory and PLY's output is read b
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import logging
@@ -50,8 +49,10 @@ def import_rule_engine(data_dir: Path) -> None:
             del sys.modules[_TABLES_MODULE]
         return
     importlib.import_module("rule_engine")
-    with contextlib.suppress(OSError):  # a read-only data directory: every start builds the tables
+    try:
         _save(path, _written_by_ply())
+    except Exception as error:  # a read-only data directory, or a rule-engine that moved its parser
+        log.warning("parser_tables.not_saved", extra={"path": str(path), "error": str(error)})
 
 
 def _read(path: Path) -> dict[str, Any] | None:
