@@ -68,7 +68,9 @@ class SqliteStatements:
 
 class PostgresStatements:
     begin = "BEGIN"
-    rows_per_statement = 1000  # the API's largest batch; arrays keep the statement's text the same
+    # Arrays: the statement's text is the same whatever the count. One statement for any transaction the
+    # inbox writes (a sync stores a page of a few thousand at most), so its rows are locked in one order.
+    rows_per_statement = 50_000
 
     _insert = (
         f"INSERT INTO events ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', 0, %s) "
