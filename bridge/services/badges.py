@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import tomllib
 from collections.abc import Collection, Sequence
@@ -163,6 +164,30 @@ def load_rulebook(session: Session, known_kinds: Collection[str]) -> RuleBook:
         elif read_elsewhere is not None:
             read_elsewhere.update(parsed.criteria.state_keys)
     return RuleBook(active, None if read_elsewhere is None else frozenset(read_elsewhere))
+
+
+_LAST_READ: dict[tuple[str, ...], tuple[tuple[tuple[object, ...], ...], RuleBook]] = {}
+_LAST_READ_LOCK = threading.Lock()
+
+
+def current_rulebook(session: Session, known_kinds: Collection[str]) -> RuleBook:
+    """``load_rulebook`` for readers on every request (the learner's and instructor's pages, progress):
+    parsed again only when a badge row changed since the last read. Every change of a badge (its template
+    file synced at start, an update through the API or the CLI, enabling or disabling it) sets its
+    ``updated_at``, so one small query tells; parsing every badge's criteria was a third of a page."""
+    rows = session.execute(
+        select(Badge.id, Badge.enabled, Badge.criteria_version, Badge.updated_at).order_by(Badge.id)
+    )
+    signature = tuple(tuple(row) for row in rows)
+    kinds = tuple(sorted(known_kinds))
+    with _LAST_READ_LOCK:
+        last = _LAST_READ.get(kinds)
+    if last is not None and last[0] == signature:
+        return last[1]
+    rulebook = load_rulebook(session, known_kinds)
+    with _LAST_READ_LOCK:
+        _LAST_READ[kinds] = (signature, rulebook)
+    return rulebook
 
 
 class RuleBookCache:

@@ -27,7 +27,7 @@ from bridge.domain.evaluation import LearnerLedger
 from bridge.domain.openbadges import evidence_text
 from bridge.domain.rules import ActiveBadge
 from bridge.services.analytics import week_starts
-from bridge.services.badges import load_rulebook
+from bridge.services.badges import current_rulebook
 from bridge.services.event_rows import to_learning_event
 from bridge.services.ledgers import reading_ledger
 from bridge.services.processing import rules_lag
@@ -158,7 +158,7 @@ def progress_matrix(
     """The enabled badges by name, and a row per learner of ``chosen`` (a ``learners()`` query, maybe
     paged) with a cell per badge: held (and which tier), waiting for approval, locked, on the way."""
     with database.read() as session:
-        rules = load_rulebook(session, settings.track_event_types)
+        rules = current_rulebook(session, settings.track_event_types)
         names: dict[str, str] = {
             badge_id: name for badge_id, name in session.execute(select(Badge.id, Badge.name))
         }
@@ -235,7 +235,7 @@ def approval_queue(
 ) -> list[ApprovalRequest]:
     """The approvals waiting in the course, the oldest request first, each with its evidence."""
     with database.read() as session:
-        rules = load_rulebook(session, settings.track_event_types)
+        rules = current_rulebook(session, settings.track_event_types)
         found = session.execute(
             pending(scope, select(Approval, Learner.lms_user_id, Learner.display_name, Badge.name))
             .join(Badge, Badge.id == Approval.badge_id)

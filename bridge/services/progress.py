@@ -12,7 +12,7 @@ from bridge.db.engine import Database
 from bridge.db.models import Approval, Award, Badge, Learner, LearnerState
 from bridge.domain.evaluation import AwardPolicy, LearnerLedger
 from bridge.domain.progress_text import describe
-from bridge.services.badges import load_rulebook
+from bridge.services.badges import current_rulebook
 from bridge.services.errors import NotFound
 from bridge.services.ledgers import reading_ledger
 from bridge.services.processing import rules_lag
@@ -52,7 +52,7 @@ def learner_progress(
         raise NotFound(f"platform {platform!r} is not configured", "unknown_platform")
     today = utcnow().astimezone(settings.zone).date().toordinal()
     with database.read() as session:
-        rules = load_rulebook(session, settings.track_event_types)
+        rules = current_rulebook(session, settings.track_event_types)
         learner = session.execute(
             select(Learner.id, Learner.points, Learner.created_at).where(
                 Learner.platform == platform, Learner.lms_user_id == lms_user_id
