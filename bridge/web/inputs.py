@@ -9,6 +9,7 @@ from typing import Any, NoReturn, TypeVar
 from flask import request
 from pydantic import BaseModel, ValidationError
 
+from bridge.domain.text import TextRefused, check_data
 from bridge.web.errors import ApiError
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -56,11 +57,22 @@ def field_name(location: tuple[Any, ...]) -> str:
 def validated(model: type[Model], body: Any, code: str = "invalid_request") -> Model:
     """``body`` as ``model``, or a 422 naming the first bad field (all of them in ``fields``)."""
     try:
-        return model.model_validate(body)
+        given = model.model_validate(body)
     except ValidationError as error:
         fields = [{"field": field_name(e["loc"]), "message": e["msg"]} for e in error.errors()]
         first = fields[0]
         raise ApiError(422, code, f"{first['field']}: {first['message']}", fields=fields) from None
+    storable(body, code)
+    return given
+
+
+def storable(body: Any, code: str) -> None:
+    """A 422 naming the first key or string of ``body`` that neither database can hold (NUL, a lone
+    surrogate; see bridge.domain.text), whichever field it is in: a model's own checks name theirs first."""
+    try:
+        check_data(body, "")
+    except TextRefused as error:
+        raise ApiError(422, code, str(error)) from None
 
 
 def query_int(name: str, default: int, *, minimum: int = 1, maximum: int = 1000) -> int:

@@ -14,7 +14,7 @@ from bridge.services.progress import learner_progress
 from bridge.web.access import actor, bound_platform, check_platform, needs, platform_filter
 from bridge.web.context import services
 from bridge.web.errors import ApiError
-from bridge.web.inputs import json_body, query_choice, validated
+from bridge.web.inputs import json_body, query_choice, storable, validated
 from bridge.web.openapi import documented
 from bridge.web.paging import keyset, next_cursor
 from bridge.web.responses import (
@@ -44,6 +44,7 @@ def _document() -> dict[str, Any]:
     body = json_body()
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_badge", "body: expected a badge document (a JSON object)")
+    storable(body, "invalid_badge")
     return body
 
 
