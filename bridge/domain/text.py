@@ -28,6 +28,11 @@ _NOT_IN_TEXT = re.compile(r"[\x00\ud800-\udfff]")
 class TextRefused(ValueError):
     """A value the inbox does not accept; the message names the field and the reason."""
 
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where} {reason}".lstrip())
+        self.where = where
+        self.reason = reason
+
 
 def _describe(character: str) -> str:
     if character == "\x00":
@@ -66,7 +71,7 @@ def check_names(
         if value is not None:
             problem = name_problem(value, NAME_LIMITS[field])
             if problem is not None:
-                raise TextRefused(f"{field} {problem}")
+                raise TextRefused(field, problem)
 
 
 def check_data(data: Any, where: str = "data", depth: int = 0) -> None:
@@ -77,10 +82,10 @@ def check_data(data: Any, where: str = "data", depth: int = 0) -> None:
     if isinstance(data, str):
         bad = _NOT_IN_TEXT.search(data)
         if bad is not None:
-            raise TextRefused(f"{where} contains {_describe(bad.group())}".lstrip())
+            raise TextRefused(where, f"contains {_describe(bad.group())}")
         return
     if depth >= MAX_DATA_DEPTH and isinstance(data, Mapping | list):
-        raise TextRefused(f"{where} nests deeper than {MAX_DATA_DEPTH} levels".lstrip())
+        raise TextRefused(where, f"nests deeper than {MAX_DATA_DEPTH} levels")
     if isinstance(data, Mapping):
         for key, value in data.items():
             check_data(key, f"{where} key {key!r:.40}".lstrip(), depth + 1)

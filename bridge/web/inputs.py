@@ -72,7 +72,7 @@ def storable(body: Any, code: str) -> None:
     try:
         check_data(body, "")
     except TextRefused as error:
-        raise ApiError(422, code, str(error)) from None
+        raise ApiError(422, code, f"{error.where or 'body'}: {error.reason}") from None
 
 
 def query_int(name: str, default: int, *, minimum: int = 1, maximum: int = 1000) -> int:
