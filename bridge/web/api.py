@@ -30,9 +30,9 @@ def _events_in(body: Any) -> tuple[list[EventIn], bool]:
     if not isinstance(body, dict | list):
         raise ApiError(422, "invalid_event", "body: expected a JSON object (one event) or a batch")
     if is_batch:
-        batch = validated(EventBatchIn, {"events": body} if isinstance(body, list) else body, "invalid_event")
-        return batch.events, True
-    return [validated(EventIn, body, "invalid_event")], False
+        batch = {"events": body} if isinstance(body, list) else body
+        return validated(EventBatchIn, batch, "invalid_event", text_checked=True).events, True
+    return [validated(EventIn, body, "invalid_event", text_checked=True)], False
 
 
 def _to_domain(events: list[EventIn], is_batch: bool) -> list[LearningEvent]:

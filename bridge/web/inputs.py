@@ -54,15 +54,21 @@ def field_name(location: tuple[Any, ...]) -> str:
     return name or "body"
 
 
-def validated(model: type[Model], body: Any, code: str = "invalid_request") -> Model:
-    """``body`` as ``model``, or a 422 naming the first bad field (all of them in ``fields``)."""
+def validated(
+    model: type[Model], body: Any, code: str = "invalid_request", *, text_checked: bool = False
+) -> Model:
+    """``body`` as ``model``, or a 422 naming the first bad field (all of them in ``fields``).
+
+    ``text_checked``: the model itself refuses every string ``storable`` would (the events' models do,
+    field by field: walking a batch of 100 again cost ~0.4 ms)."""
     try:
         given = model.model_validate(body)
     except ValidationError as error:
         fields = [{"field": field_name(e["loc"]), "message": e["msg"]} for e in error.errors()]
         first = fields[0]
         raise ApiError(422, code, f"{first['field']}: {first['message']}", fields=fields) from None
-    storable(body, code)
+    if not text_checked:
+        storable(body, code)
     return given
 
 
