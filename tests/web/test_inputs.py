@@ -1,5 +1,6 @@
-"""JSON request bodies (``bridge.web.inputs.json_body``): a body that is not JSON, or that no database could
-store, is a 400 naming the problem, on every route that reads one, and never a 500."""
+"""JSON request bodies (``bridge.web.inputs``): a body that is not JSON, or holds numbers no database could
+store, is a 400 naming the problem; a string no database can hold is a 422 naming its field; on every
+route that reads one, and never a 500."""
 
 from __future__ import annotations
 
