@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import random
 import re
 import secrets
 import shutil
@@ -41,6 +39,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from evaluator import machine_gauge  # the same gauge as the evaluator's benchmarks (this folder)
 
 AIM = 0.90  # real app / hand-written insert, requests a second, one event per request
 BATCH_AIM = 7000  # events a second through the real app in batches of 100
@@ -358,19 +358,6 @@ class Server:
         self._log.flush()
         text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
         return "\n".join(text[-lines:]) or "(no output)"
-
-
-def machine_gauge() -> float:
-    """Milliseconds for a fixed piece of pure-Python work (the best of three), as benchmarks/evaluator.py
-    measures it: how fast the machine is this hour, whatever the code under test does."""
-    numbers = random.Random(42).sample(range(10**9), 200_000)
-    best = math.inf
-    for _ in range(3):
-        started = time.perf_counter()
-        index = {number: str(number) for number in numbers}
-        sorted(index.values())
-        best = min(best, time.perf_counter() - started)
-    return best * 1000
 
 
 def _stat_fields(pid: str) -> list[str]:
